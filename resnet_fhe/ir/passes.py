@@ -1,0 +1,63 @@
+"""Graph rewrites that keep the function and remove layers the encrypted circuit should not pay for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from resnet_fhe.ir.graph import BatchNorm, Conv2d, Graph, Node, Normalize
+from resnet_fhe.ir.interpret import conv2d
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Merges each BatchNorm into the Conv2d that alone feeds it."""
+    nodes: list[Node] = []
+    renamed: dict[str, str] = {}
+    by_name = {node.name: node for node in graph.nodes}
+    for node in graph.nodes:
+        node = _rename_inputs(node, renamed)
+        source = by_name.get(node.inputs[0]) if node.inputs else None
+        if isinstance(node, BatchNorm) and isinstance(source, Conv2d) and len(graph.consumers(source.name)) == 1:
+            index = next(i for i, done in enumerate(nodes) if done.name == source.name)
+            conv = nodes[index]
+            scale, shift = node.scale_shift()
+            bias = np.zeros(conv.weight.shape[0]) if conv.bias is None else conv.bias
+            bias_scale = scale if bias.ndim == 1 else scale[:, None, None]
+            bias_shift = shift if bias.ndim == 1 else shift[:, None, None]
+            nodes[index] = Conv2d(conv.name, conv.inputs, conv.weight * scale[:, None, None, None],
+                                  bias * bias_scale + bias_shift, conv.stride, conv.padding)
+            renamed[node.name] = conv.name
+            continue
+        nodes.append(node)
+    return graph.replace(nodes)
+
+
+def fold_input_normalization(graph: Graph) -> Graph:
+    """Merges a Normalize right after the Input into the first convolution, so the client encrypts raw
+    pixels in [0, 1].
+
+    Exact, padding included: the convolution pads the *normalised* image with zeros, i.e. the raw image
+    with `mean`, so the folded bias is a full map whose border entries differ from the interior.
+    """
+    if len(graph.nodes) < 3 or not isinstance(graph.nodes[1], Normalize):
+        return graph
+    norm, conv = graph.nodes[1], graph.nodes[2]
+    if not isinstance(conv, Conv2d) or conv.inputs != (norm.name,) or len(graph.consumers(norm.name)) != 1:
+        return graph
+    inv_std = 1.0 / norm.std
+    weight = conv.weight * inv_std[None, :, None, None]
+    shape = graph.shapes[graph.input.name]
+    # conv(normalised) = conv_w/std(x) - conv_w/std(mean everywhere inside the image, 0 in the padding)
+    mean_image = np.broadcast_to(norm.mean[:, None, None], (shape.channels, shape.height, shape.width))
+    offset = conv2d(mean_image[None].astype(np.float64), weight, conv.stride, conv.padding)[0]
+    bias = np.zeros(conv.weight.shape[0]) if conv.bias is None else conv.bias
+    bias_map = (bias if bias.ndim == 3 else bias[:, None, None]) - offset
+    folded = Conv2d(conv.name, (graph.input.name,), weight, bias_map, conv.stride, conv.padding)
+    return graph.replace([graph.nodes[0], folded, *graph.nodes[3:]])
+
+
+def _rename_inputs(node: Node, renamed: dict[str, str]) -> Node:
+    if not any(name in renamed for name in node.inputs):
+        return node
+    return dataclasses.replace(node, inputs=tuple(renamed.get(name, name) for name in node.inputs))
