@@ -48,6 +48,41 @@ def plain_logits(graph, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def compile_plan(args: argparse.Namespace):
+    """A plan from --plan, or compiled now from --model and --preset (calibrated on training images)."""
+    from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
+    from resnet_fhe.data import load_cifar10
+    from resnet_fhe.models import load_model
+    from resnet_fhe.plan.params import load_preset
+    from resnet_fhe.plan.plan import Plan
+
+    if getattr(args, "plan", None):
+        return Plan.load(args.plan)
+    graph = load_model(args.model)
+    params = load_preset(args.preset)
+    started = time.perf_counter()
+    calibration = calibrate(graph, load_cifar10("train", args.data_dir), images=args.calibration_images)
+    options = CompileOptions(margin=args.margin, relu_error=args.relu_error)
+    plan = compile_graph(graph, calibration, params, options, model=args.model)
+    _log(f"compiled {args.model} for {params.name} in {time.perf_counter() - started:.1f} s: "
+         f"{len(plan.ops)} ops, {plan.bootstraps} bootstraps")
+    return plan
+
+
+def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
+    from resnet_fhe.plan.summary import render_summary
+
+    plan = compile_plan(args)
+    output = args.output or Path("circuits") / f"{args.model}-{args.preset}.json"
+    json_path, constants_path = plan.save(output)
+    summary_path = json_path.with_suffix(".md")
+    summary_path.write_text(render_summary(plan))
+    print(f"plan {json_path} (constants {constants_path}, summary {summary_path}): "
+          f"{plan.bootstraps} bootstraps, {len(plan.ops)} ops")
+    return {"plan": str(json_path), "constants": str(constants_path), "summary": str(summary_path),
+            "bootstraps": plan.bootstraps, "ops": len(plan.ops)}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.models import load_model
 
@@ -55,29 +90,81 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     graph = load_model(args.model)
     _log(f"evaluating {graph.name} ({args.mode}) on {len(data)} {data.split} images from {data.source}")
     started = time.perf_counter()
-    logits = plain_logits(graph, data.images)
-    correct = int((logits.argmax(axis=1) == data.labels).sum())
-    result = {
+    plain = plain_logits(graph, data.images)
+    result: dict[str, Any] = {
         "model": args.model, "network": graph.name, "mode": args.mode, "split": data.split,
         "images": len(data), "first_image": args.start, "data_source": data.source,
-        "correct": correct, "top1": correct / len(data), "seconds": round(time.perf_counter() - started, 2),
     }
-    print(f"{graph.name} {args.mode}: top-1 {100 * result['top1']:.2f}% ({correct}/{len(data)} {data.split} images)")
+    logits = plain
+    if args.mode == "simulate":
+        logits = simulate_logits(compile_plan(args), data.images, args.noise, result)
+    correct = int((logits.argmax(axis=1) == data.labels).sum())
+    result.update(correct=correct, top1=correct / len(data), seconds=round(time.perf_counter() - started, 2))
+    line = f"{graph.name} {args.mode}: top-1 {100 * result['top1']:.2f}% ({correct}/{len(data)} {data.split} images)"
+    if args.mode != "plain":
+        plain_correct = int((plain.argmax(axis=1) == data.labels).sum())
+        agreement = float(np.mean(logits.argmax(axis=1) == plain.argmax(axis=1)))
+        result.update(plain_top1=plain_correct / len(data), agreement_with_plain=agreement,
+                      max_abs_logit_error=float(np.max(np.abs(logits - plain))))
+        line += (f"; plain {100 * result['plain_top1']:.2f}%, agreement {100 * agreement:.2f}%, "
+                 f"max |logit - plain| {result['max_abs_logit_error']:.4f}, bootstraps {result['bootstraps']}")
+    print(line)
     return result
+
+
+def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any], chunk: int = 256) -> np.ndarray:
+    from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend
+
+    model = NoiseModel.from_params(plan) if noise else None
+    backend = SimulatorBackend(plan, noise=model, dtype=np.float32, tabulate=True)
+    parts = []
+    for start in range(0, len(images), chunk):
+        parts.append(backend.run(images[start:start + chunk] / 255.0))
+        _log(f"  simulate: {min(start + chunk, len(images))}/{len(images)} images")
+    out_of_range = backend.diagnostics.out_of_range()
+    if out_of_range:
+        _log(f"warning: inputs left [-1, 1] at {len(out_of_range)} polynomials/bootstraps: "
+             + ", ".join(f"{k} ({v:.2f})" for k, v in list(out_of_range.items())[:4]))
+    result.update(preset=plan.params.name, bootstraps=plan.bootstraps, noise=noise,
+                  noise_model=None if model is None else {"bootstrap_sigma": model.bootstrap_sigma,
+                                                          "rescale_sigma": model.rescale_sigma},
+                  polynomial_inputs_out_of_range=out_of_range,
+                  max_polynomial_input=max(backend.diagnostics.max_input.values(), default=0.0))
+    return np.concatenate(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnet-fhe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def plan_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--model", default="resnet20", help="name in weights/ or a weights .npz path")
+        command.add_argument("--preset", default="default-128", help="CKKS preset in circuits/presets/")
+        command.add_argument("--calibration-images", type=int, default=1024,
+                             help="training images used to calibrate activation ranges")
+        command.add_argument("--margin", type=float, default=1.25,
+                             help="calibrated ranges are scaled to [-1/margin, 1/margin]")
+        command.add_argument("--relu-error", type=float, default=0.02,
+                             help="target relative RMS error of each ReLU polynomial")
+        command.add_argument("--data-dir", type=Path, default=None,
+                             help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
+
+    compile_cmd = commands.add_parser("compile", help="compile a model into a CKKS plan")
+    plan_options(compile_cmd)
+    compile_cmd.add_argument("-o", "--output", type=Path, default=None,
+                             help="plan JSON path (default circuits/<model>-<preset>.json; .npz and .md beside)")
+    compile_cmd.add_argument("--json", type=Path, default=None, help="also write the result here")
+    compile_cmd.set_defaults(handler=cmd_compile)
+
     evaluate = commands.add_parser("evaluate", help="accuracy of a model on CIFAR-10")
-    evaluate.add_argument("--model", default="resnet20", help="name in weights/ or a weights .npz path")
-    evaluate.add_argument("--mode", choices=["plain"], default="plain", help="execution mode")
+    plan_options(evaluate)
+    evaluate.add_argument("--mode", choices=["plain", "simulate"], default="plain",
+                          help="plain: numpy reference; simulate: the compiled plan on slot vectors")
+    evaluate.add_argument("--plan", type=Path, default=None, help="a saved plan JSON (instead of compiling)")
+    evaluate.add_argument("--noise", action="store_true", help="simulate CKKS error (bootstrap precision)")
     evaluate.add_argument("--images", type=int, default=None, help="number of images (default: all)")
     evaluate.add_argument("--start", type=int, default=0, help="index of the first image")
     evaluate.add_argument("--split", choices=["test", "train"], default="test")
-    evaluate.add_argument("--data-dir", type=Path, default=None,
-                          help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
     evaluate.add_argument("--sample", action="store_true", help="use the test sample shipped in the package")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the result here")
     evaluate.set_defaults(handler=cmd_evaluate)

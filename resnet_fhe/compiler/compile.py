@@ -1,0 +1,197 @@
+"""Graph + calibration + CKKS preset -> Plan.
+
+The pipeline: assign scales, give every tensor a slot layout, lower each layer to ops (linear maps to
+baby-step giant-step transforms, ReLU to a polynomial chosen against an error target), then account
+levels and place bootstraps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from resnet_fhe.compiler.calibrate import Calibration
+from resnet_fhe.compiler.levels import place_bootstraps
+from resnet_fhe.compiler.linear import Entries, build_linear_transform
+from resnet_fhe.compiler.lowering import (
+    bias_vectors,
+    channel_move_entries,
+    channel_step,
+    conv_entries,
+    conv_keys,
+    pooled_linear_entries,
+    subsample_entries,
+    subsample_step,
+)
+from resnet_fhe.compiler.polynomial import choose_relu
+from resnet_fhe.compiler.scales import assign_scales
+from resnet_fhe.errors import CompileError
+from resnet_fhe.ir.graph import Add, AvgPool, Conv2d, Graph, Input, Linear, Node, ReLU, ShortcutA
+from resnet_fhe.plan.layout import Layout
+from resnet_fhe.plan.ops import AddTensors, Op, Polynomial, RotateSum
+from resnet_fhe.plan.params import CkksParameters
+from resnet_fhe.plan.plan import Plan, Register
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """margin: calibrated ranges are mapped to [-1/margin, 1/margin], headroom for unseen inputs.
+    relu_error: target relative RMS error of each ReLU polynomial on its calibration samples.
+    max_keys_per_phase: rotation keys one op may need (beside bootstrapping)."""
+
+    margin: float = 1.25
+    relu_error: float = 0.02
+    max_keys_per_phase: int = 5
+
+
+class _Lowerer:
+    def __init__(self, graph: Graph, calibration: Calibration, params: CkksParameters, options: CompileOptions):
+        self.graph, self.params, self.options, self.calibration = graph, params, options, calibration
+        self.scales = assign_scales(graph, calibration, options.margin)
+        self.registers: dict[str, Register] = {}
+        self.ops: list[Op] = []
+        self.reserve: dict[str, int] = {}
+        self.constants: dict[str, np.ndarray] = {}
+        self.activations: dict[str, dict] = {}
+
+    def layout(self, name: str) -> Layout:
+        shape = self.graph.shapes[name]
+        return Layout.for_shape(shape.channels, shape.height, shape.width, self.params.max_slots)
+
+    def add_register(self, name: str, layout: Layout, scale: float, value_range: float) -> None:
+        self.registers[name] = Register(layout, scale, value_range)
+
+    def linear(self, name: str, layer: str, source: str, target: str, entries: Entries, step: int,
+               keys: list[int], target_layout: Layout, bias: np.ndarray | None = None, reserve: int = 0,
+               kind: str = "linear") -> None:
+        src = self.registers[source].layout
+        op, constants = build_linear_transform(
+            name, layer, source, target, entries, slots_in=src.slots, slots_out=target_layout.slots,
+            inputs=src.ciphertexts, outputs=target_layout.ciphertexts, giant_step=step, keys=keys, bias=bias,
+            kind=kind)
+        if len(op.rotation_keys()) > self.options.max_keys_per_phase:
+            raise CompileError(f"{name} needs keys {sorted(op.rotation_keys())}, more than "
+                               f"max_keys_per_phase={self.options.max_keys_per_phase}")
+        self.ops.append(op)
+        self.constants.update(constants)
+        self.reserve[name] = reserve
+
+    def lower(self, node: Node) -> None:
+        if isinstance(node, Input):
+            self.add_register(node.name, self.layout(node.name), 1.0, self.calibration.ranges[node.name])
+            return
+        out_layout = self.layout(node.name)
+        scale = self.scales[node.name]
+        self.add_register(node.name, out_layout, scale, self.calibration.ranges[node.name])
+        handler = {Conv2d: self.conv, ReLU: self.relu, Add: self.add, ShortcutA: self.shortcut_a,
+                   AvgPool: self.avgpool, Linear: self.linear_head}.get(type(node))
+        if handler is None:
+            raise CompileError(f"{type(node).__name__} {node.name!r} has no encrypted lowering; fold "
+                               "BatchNorm and the input normalisation first (resnet_fhe.models.load_model)")
+        handler(node)
+
+    def conv(self, node: Conv2d) -> None:
+        source = node.inputs[0]
+        src, out = self.registers[source].layout, self.registers[node.name].layout
+        factor = self.scales[node.name] / self.scales[source]
+        weight = node.weight * factor
+        bias = None if node.bias is None else bias_vectors(node.bias * self.scales[node.name], out)
+        kernel = node.weight.shape[2:]
+        if node.stride == 1:
+            if (src.height, src.width) != (out.height, out.width):
+                raise CompileError(f"{node.name}: stride-1 convolutions must keep the feature-map size "
+                                   "(use padding (k-1)/2)")
+            self.linear(node.name, node.name, source, node.name, conv_entries(weight, node.padding, 1, src, out),
+                        src.block, conv_keys(src, kernel), out, bias)
+            return
+        full = Layout.for_shape(out.channels, src.height, src.width, self.params.max_slots)
+        self.add_register(f"{node.name}.full", full, self.scales[node.name], self.calibration.ranges[node.name])
+        self.linear(f"{node.name}.full", node.name, source, f"{node.name}.full",
+                    conv_entries(weight, node.padding, node.stride, src, full), src.block,
+                    conv_keys(src, kernel), full, reserve=2)
+        self.compact(node.name, f"{node.name}.full", node.stride, 0, 1.0, bias)
+
+    def compact(self, layer: str, source: str, stride: int, channel_offset: int, factor: float,
+                bias: np.ndarray | None) -> None:
+        """Subsample by `stride` inside each block, then move channels into the output layout."""
+        src, out = self.registers[source].layout, self.registers[layer].layout
+        if stride > 1:
+            sub = Layout(src.channels, out.height, out.width, src.block, src.slots)
+            name = f"{layer}.subsample"
+            self.add_register(name, sub, self.registers[source].scale, self.registers[source].range)
+            step = subsample_step(src, stride, sub)
+            self.linear(name, layer, source, name, subsample_entries(src, stride, sub), step, [1, step], sub,
+                        reserve=1, kind="subsample")
+            source, src = name, sub
+        entries = channel_move_entries(src, out, channel_offset, factor)
+        step = channel_step(src, out)
+        keys = [step, *np.unique(entries.baby).tolist()]
+        self.linear(f"{layer}.pack", layer, source, layer, entries, step, keys, out, bias, kind="pack")
+
+    def shortcut_a(self, node: ShortcutA) -> None:
+        source = node.inputs[0]
+        pad = (node.out_channels - self.graph.shapes[source].channels) // 2
+        self.compact(node.name, source, node.stride, pad, self.scales[node.name] / self.scales[source], None)
+
+    def relu(self, node: ReLU) -> None:
+        source = node.inputs[0]
+        samples = self.calibration.activation_samples[source] * self.scales[source]
+        choice = choose_relu(samples, self.options.relu_error, self.params.levels_after_bootstrap - 1)
+        layout = self.registers[source].layout
+        self.ops.append(Polynomial(node.name, node.name, source, node.name, layout.slots, layout.ciphertexts,
+                                   [float(f"{c:.12g}") for c in choice.coefficients], choice.depth))
+        self.activations[node.name] = {"degree": choice.degree, "depth": choice.depth,
+                                       "relative_error": round(choice.error, 6),
+                                       "calibrated_max_input": round(float(np.max(np.abs(samples))), 6)}
+
+    def add(self, node: Add) -> None:
+        layout = self.registers[node.name].layout
+        for name in node.inputs:
+            if self.registers[name].layout != layout or not np.isclose(self.scales[name], self.scales[node.name]):
+                raise CompileError(f"{node.name}: operands differ in layout or scale (a compiler bug)")
+        self.ops.append(AddTensors(node.name, node.name, list(node.inputs), node.name, layout.slots,
+                                   layout.ciphertexts))
+
+    def avgpool(self, node: AvgPool) -> None:
+        source = node.inputs[0]
+        src = self.registers[source].layout
+        consumers = self.graph.consumers(node.name)
+        if len(consumers) != 1 or not isinstance(consumers[0], Linear):
+            raise CompileError(f"{node.name}: a global average pool must feed a Linear layer")
+        # The sum stays in slot 0 of each channel block, in the input's layout; the Linear reads it there.
+        steps = [1 << k for k in range(src.block.bit_length() - 1)]
+        chunk = self.options.max_keys_per_phase
+        groups = [steps[i:i + chunk] for i in range(0, len(steps), chunk)] or [[]]
+        for index, group in enumerate(groups):
+            target = node.name if index == len(groups) - 1 else f"{node.name}.sum{index}"
+            self.add_register(target, src, self.scales[node.name], self.calibration.ranges[node.name])
+            self.ops.append(RotateSum(target, node.name, source, target, src.slots, src.ciphertexts, group))
+            self.reserve[target] = 1  # the Linear after it cannot bootstrap a sum outside [-1, 1]
+            source = target
+
+    def linear_head(self, node: Linear) -> None:
+        source = node.inputs[0]
+        src = self.registers[source].layout
+        out = Layout(node.weight.shape[0], 1, 1, 1, src.slots)
+        self.registers[node.name] = Register(out, self.scales[node.name], self.calibration.ranges[node.name])
+        weight = node.weight * (self.scales[node.name] / self.scales[source])
+        bias = None if node.bias is None else bias_vectors(node.bias * self.scales[node.name], out)
+        self.linear(node.name, node.name, source, node.name, pooled_linear_entries(src, weight, out), src.block,
+                    [-1, src.block], out, bias)
+
+
+def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters,
+                  options: CompileOptions | None = None, model: str | None = None) -> Plan:
+    options = options or CompileOptions()
+    lowerer = _Lowerer(graph, calibration, params, options)
+    for node in graph.nodes:
+        lowerer.lower(node)
+    ops = place_bootstraps(lowerer.ops, lowerer.reserve, lowerer.registers, graph.input.name, params)
+    output = graph.output
+    plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].channels,
+                lowerer.registers, ops, lowerer.activations,
+                {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error},
+                lowerer.constants)
+    plan.seal()
+    return plan

@@ -1,0 +1,142 @@
+"""The compiled plan: a deterministic, JSON-serialisable program of homomorphic ops, plus its constants.
+
+The JSON holds everything a reviewer reads (ops, layouts, scales, levels, keys, polynomial
+coefficients); the bulky diagonal vectors sit in a companion .npz whose sha256 the JSON records, so a
+plan change always shows up as a diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resnet_fhe.errors import PlanError
+from resnet_fhe.plan.layout import Layout
+from resnet_fhe.plan.ops import OP_TYPES, BabyStep, Bootstrap, LinearTransform, Op
+from resnet_fhe.plan.params import CkksParameters
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class Register:
+    """A tensor the circuit holds: its layout, the factor its stored values carry, its calibrated range."""
+
+    layout: Layout
+    scale: float
+    range: float
+
+
+@dataclass
+class Plan:
+    model: str
+    params: CkksParameters
+    input: str
+    output: str
+    classes: int
+    registers: dict[str, Register]
+    ops: list[Op]
+    activations: dict[str, dict[str, Any]]
+    calibration: dict[str, Any]
+    constants: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    constants_sha256: str = ""
+
+    @property
+    def bootstraps(self) -> int:
+        return sum(isinstance(op, Bootstrap) for op in self.ops)
+
+    def layers(self) -> list[str]:
+        seen: list[str] = []
+        for op in self.ops:
+            if op.layer not in seen:
+                seen.append(op.layer)
+        return seen
+
+    def seal(self) -> None:
+        self.constants_sha256 = hash_constants(self.constants)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": PLAN_VERSION, "model": self.model, "params": self.params.to_dict(),
+            "input": self.input, "output": self.output, "classes": self.classes,
+            "registers": {k: {"layout": r.layout.to_dict(), "scale": r.scale, "range": r.range}
+                          for k, r in self.registers.items()},
+            "activations": self.activations, "calibration": self.calibration,
+            "constants_sha256": self.constants_sha256,
+            "ops": [_op_to_dict(op) for op in self.ops],
+        }
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Writes <path> (JSON) and <path minus .json>.npz (constants)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        constants_path = path.with_suffix(".npz")
+        np.savez_compressed(constants_path, **self.constants)
+        return path, constants_path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], constants: dict[str, np.ndarray] | None = None) -> Plan:
+        if data.get("version") != PLAN_VERSION:
+            raise PlanError(f"plan version {data.get('version')} is not {PLAN_VERSION}")
+        try:
+            params = dict(data["params"])
+            params["level_budget"] = tuple(params["level_budget"])
+            registers = {}
+            for name, reg in data["registers"].items():
+                layout = {k: v for k, v in reg["layout"].items() if k != "ciphertexts"}
+                registers[name] = Register(Layout(**layout), reg["scale"], reg["range"])
+            plan = cls(data["model"], CkksParameters(**params), data["input"], data["output"], data["classes"],
+                       registers, [_op_from_dict(op) for op in data["ops"]], data["activations"],
+                       data["calibration"], constants or {}, data["constants_sha256"])
+        except (KeyError, TypeError) as exc:
+            raise PlanError(f"plan is malformed ({type(exc).__name__}: {exc})") from exc
+        if constants is not None and hash_constants(constants) != plan.constants_sha256:
+            raise PlanError("the plan's constants do not match its recorded sha256 (mixed-up or edited files)")
+        return plan
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            with np.load(path.with_suffix(".npz"), allow_pickle=False) as archive:
+                constants = {k: archive[k] for k in archive.files}
+        except (OSError, ValueError) as exc:
+            raise PlanError(f"cannot read plan {path} and its .npz ({exc})") from exc
+        return cls.from_dict(data, constants)
+
+
+def hash_constants(constants: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(constants):
+        value = np.ascontiguousarray(constants[key])
+        digest.update(key.encode())
+        digest.update(str(value.dtype).encode() + str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _op_to_dict(op: Op) -> dict[str, Any]:
+    data = dataclasses.asdict(op)
+    if isinstance(op, LinearTransform):
+        data["babies"] = [[b.offset, b.source, b.key] for b in op.babies]
+        data["rotation_keys"] = sorted(op.rotation_keys())
+    return data
+
+
+def _op_from_dict(data: dict[str, Any]) -> Op:
+    data = dict(data)
+    kind = data.get("kind")
+    if kind not in OP_TYPES:
+        raise PlanError(f"unknown op kind {kind!r}")
+    data.pop("rotation_keys", None)
+    if kind == "linear":
+        data["babies"] = [BabyStep(*b) for b in data["babies"]]
+    return OP_TYPES[kind](**data)
