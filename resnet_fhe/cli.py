@@ -50,21 +50,15 @@ def plain_logits(graph, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
 
 def compile_plan(args: argparse.Namespace):
     """A plan from --plan, or compiled now from --model and --preset (calibrated on training images)."""
-    from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
-    from resnet_fhe.data import load_cifar10
-    from resnet_fhe.models import load_model
-    from resnet_fhe.plan.params import load_preset
+    from resnet_fhe.compiler import CompileOptions, compile_model
     from resnet_fhe.plan.plan import Plan
 
     if getattr(args, "plan", None):
         return Plan.load(args.plan)
-    graph = load_model(args.model)
-    params = load_preset(args.preset)
     started = time.perf_counter()
-    calibration = calibrate(graph, load_cifar10("train", args.data_dir), images=args.calibration_images)
     options = CompileOptions(margin=args.margin, relu_error=args.relu_error)
-    plan = compile_graph(graph, calibration, params, options, model=args.model)
-    _log(f"compiled {args.model} for {params.name} in {time.perf_counter() - started:.1f} s: "
+    plan = compile_model(args.model, args.preset, options, args.calibration_images, args.data_dir)
+    _log(f"compiled {args.model} for {args.preset} in {time.perf_counter() - started:.1f} s: "
          f"{len(plan.ops)} ops, {plan.bootstraps} bootstraps")
     return plan
 

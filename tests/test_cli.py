@@ -18,3 +18,16 @@ def test_errors_are_one_line_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "nowhere" in err and "Traceback" not in err
     assert main(["evaluate", "--model", "resnet99", "--sample"]) == 2
+
+
+def test_evaluate_simulate_and_compile(tmp_path, capsys, cifar_dir):
+    out = tmp_path / "sim.json"
+    args = ["--model", "resnet20", "--calibration-images", "64", "--data-dir", str(cifar_dir)]
+    assert main(["compile", *args, "-o", str(tmp_path / "plan.json")]) == 0
+    assert (tmp_path / "plan.md").read_text().startswith("# resnet20")
+    assert main(["evaluate", "--mode", "simulate", "--plan", str(tmp_path / "plan.json"), "--sample",
+                 "--images", "4", "--noise", "--json", str(out), *args]) == 0
+    result = json.loads(out.read_text())
+    assert result["mode"] == "simulate" and result["bootstraps"] <= 21 and result["noise"]
+    assert 0.0 <= result["agreement_with_plain"] <= 1.0 and result["max_abs_logit_error"] > 0
+    assert "agreement" in capsys.readouterr().out

@@ -75,8 +75,10 @@ class SimulatorBackend:
         return layout.pack(np.asarray(images, dtype=self.dtype) * self.plan.registers[self.plan.input].scale)
 
     def decode_output(self, cts: list[np.ndarray]) -> np.ndarray:
+        """The output tensor, flattened per image (logits for a classifier), in true units."""
         register = self.plan.registers[self.plan.output]
-        return cts[0][:, : self.plan.classes] / register.scale
+        values = register.layout.unpack([c.astype(np.float64) for c in cts])
+        return values.reshape(len(values), -1) / register.scale
 
     def run(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Logits (N, classes) for pixels in [0, 1] of shape (N, C, H, W)."""

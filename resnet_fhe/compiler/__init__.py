@@ -1,6 +1,6 @@
 """The circuit compiler: calibrated IR graph + CKKS preset -> Plan."""
 
 from resnet_fhe.compiler.calibrate import Calibration, calibrate
-from resnet_fhe.compiler.compile import CompileOptions, compile_graph
+from resnet_fhe.compiler.compile import CompileOptions, compile_graph, compile_model
 
-__all__ = ["Calibration", "CompileOptions", "calibrate", "compile_graph"]
+__all__ = ["Calibration", "CompileOptions", "calibrate", "compile_graph", "compile_model"]

@@ -64,12 +64,12 @@ class _Lowerer:
 
     def linear(self, name: str, layer: str, source: str, target: str, entries: Entries, step: int,
                keys: list[int], target_layout: Layout, bias: np.ndarray | None = None, reserve: int = 0,
-               kind: str = "linear") -> None:
+               purpose: str = "conv") -> None:
         src = self.registers[source].layout
         op, constants = build_linear_transform(
             name, layer, source, target, entries, slots_in=src.slots, slots_out=target_layout.slots,
             inputs=src.ciphertexts, outputs=target_layout.ciphertexts, giant_step=step, keys=keys, bias=bias,
-            kind=kind)
+            purpose=purpose)
         if len(op.rotation_keys()) > self.options.max_keys_per_phase:
             raise CompileError(f"{name} needs keys {sorted(op.rotation_keys())}, more than "
                                f"max_keys_per_phase={self.options.max_keys_per_phase}")
@@ -122,12 +122,12 @@ class _Lowerer:
             self.add_register(name, sub, self.registers[source].scale, self.registers[source].range)
             step = subsample_step(src, stride, sub)
             self.linear(name, layer, source, name, subsample_entries(src, stride, sub), step, [1, step], sub,
-                        reserve=1, kind="subsample")
+                        reserve=1, purpose="subsample")
             source, src = name, sub
         entries = channel_move_entries(src, out, channel_offset, factor)
         step = channel_step(src, out)
         keys = [step, *np.unique(entries.baby).tolist()]
-        self.linear(f"{layer}.pack", layer, source, layer, entries, step, keys, out, bias, kind="pack")
+        self.linear(f"{layer}.pack", layer, source, layer, entries, step, keys, out, bias, purpose="pack")
 
     def shortcut_a(self, node: ShortcutA) -> None:
         source = node.inputs[0]
@@ -178,7 +178,7 @@ class _Lowerer:
         weight = node.weight * (self.scales[node.name] / self.scales[source])
         bias = None if node.bias is None else bias_vectors(node.bias * self.scales[node.name], out)
         self.linear(node.name, node.name, source, node.name, pooled_linear_entries(src, weight, out), src.block,
-                    [-1, src.block], out, bias)
+                    [-1, src.block], out, bias, purpose="linear")
 
 
 def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters,
@@ -189,9 +189,23 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
         lowerer.lower(node)
     ops = place_bootstraps(lowerer.ops, lowerer.reserve, lowerer.registers, graph.input.name, params)
     output = graph.output
-    plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].channels,
+    plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].size,
                 lowerer.registers, ops, lowerer.activations,
                 {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error},
                 lowerer.constants)
     plan.seal()
     return plan
+
+
+def compile_model(model: str, preset: str, options: CompileOptions | None = None, calibration_images: int = 1024,
+                  data_dir: str | None = None) -> Plan:
+    """The plan for a shipped model name (or weights path) under a named preset, calibrated on
+    CIFAR-10 training images: what `resnet-fhe compile` writes to circuits/."""
+    from resnet_fhe.compiler.calibrate import calibrate
+    from resnet_fhe.data import load_cifar10
+    from resnet_fhe.models import load_model
+    from resnet_fhe.plan.params import load_preset
+
+    graph = load_model(model)
+    calibration = calibrate(graph, load_cifar10("train", data_dir), images=calibration_images)
+    return compile_graph(graph, calibration, load_preset(preset), options, model=model)

@@ -68,7 +68,7 @@ def _chain_length(offset: int, parent: dict[int, tuple[int, int]]) -> int:
 def build_linear_transform(
     name: str, layer: str, source: str, target: str, entries: Entries, *, slots_in: int, slots_out: int,
     inputs: int, outputs: int, giant_step: int, keys: list[int], bias: np.ndarray | None = None,
-    kind: str = "linear",
+    purpose: str = "linear",
 ) -> tuple[LinearTransform, dict[str, np.ndarray]]:
     """The op and its constants: `<name>.diagonals` (T, slots), `<name>.terms` (T, 4) rows of
     (output ct, giant, input ct, baby index), and `<name>.bias` (outputs, slots_out) when given."""
@@ -102,7 +102,7 @@ def build_linear_transform(
     op = LinearTransform(
         name=name, layer=layer, input=source, output=target, slots_in=slots_in, slots=slots, slots_out=slots_out,
         inputs=inputs, outputs=outputs, giant_step=int(giant_step % slots), giants=giants, babies=chain,
-        terms=int(len(terms)), has_bias=bias is not None, constants=name, kind=kind,
+        terms=int(len(terms)), has_bias=bias is not None, constants=name, purpose=purpose,
     )
     constants = {f"{name}.diagonals": diagonals, f"{name}.terms": terms}
     if bias is not None:

@@ -54,8 +54,8 @@ def run_graph(graph: Graph, images: np.ndarray, observe: Observer | None = None,
                 values[node.name] = _apply(node, [values[name] for name in node.inputs])
             if observe is not None:
                 observe(node, values[node.name].transpose(1, 0, 2, 3))
-        logits = values[graph.output.name]
-        outputs.append(logits.reshape(logits.shape[0], -1).T)
+        result = values[graph.output.name]
+        outputs.append(result.transpose(1, 0, 2, 3).reshape(result.shape[1], -1))
     return np.concatenate(outputs) if outputs else np.zeros((0, graph.shapes[graph.output.name].size))
 
 

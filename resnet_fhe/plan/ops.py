@@ -47,6 +47,7 @@ class LinearTransform:
     terms: int  # plaintext products
     has_bias: bool
     constants: str
+    purpose: str = "linear"  # what the map does: conv, subsample, pack, linear
     kind: str = "linear"
     level_in: int = 0
     level_out: int = 0

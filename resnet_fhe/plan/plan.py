@@ -109,7 +109,8 @@ class Plan:
             with np.load(path.with_suffix(".npz"), allow_pickle=False) as archive:
                 constants = {k: archive[k] for k in archive.files}
         except (OSError, ValueError) as exc:
-            raise PlanError(f"cannot read plan {path} and its .npz ({exc})") from exc
+            raise PlanError(f"cannot read plan {path} and its .npz ({exc}); the .npz is not checked in: "
+                            "regenerate both with `resnet-fhe compile`") from exc
         return cls.from_dict(data, constants)
 
 

@@ -1,0 +1,46 @@
+"""Small networks, data and presets for compiler tests (insecure, simulator-only parameters)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
+from resnet_fhe.data import Dataset
+from resnet_fhe.ir.graph import AvgPool, Conv2d, Graph, Input, Linear, ReLU, Shape
+from resnet_fhe.plan.params import CkksParameters
+
+
+def toy_params(ring_dim: int = 4096, depth: int = 28, bootstrap_depth: int = 18) -> CkksParameters:
+    """INSECURE, for the simulator: small rings force tensors over several ciphertexts."""
+    return CkksParameters(name=f"test-insecure-{ring_dim}", ring_dim=ring_dim, scale_bits=40, first_mod_bits=50,
+                          multiplicative_depth=depth, num_large_digits=3, level_budget=(2, 2),
+                          secret_key_dist="UNIFORM_TERNARY", security="HEStd_NotSet",
+                          bootstrap_depth=bootstrap_depth, bootstrap_precision_bits=12.0)
+
+
+def random_images(count: int, shape: tuple[int, int, int], seed: int = 0, split: str = "train") -> Dataset:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (count, *shape), dtype=np.uint8)
+    return Dataset(images, rng.integers(0, 10, count), split, f"random {shape} seed {seed}")
+
+
+def small_cnn(channels: int = 1, size: int = 28, seed: int = 0) -> Graph:
+    """conv -> relu -> strided conv -> relu -> pool -> linear, the vocabulary of an MNIST-sized CNN."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        Input("input", (), Shape(channels, size, size)),
+        Conv2d("conv1", ("input",), rng.normal(0, 0.5, (4, channels, 3, 3)), rng.normal(0, 0.1, 4), 1, 1),
+        ReLU("relu1", ("conv1",)),
+        Conv2d("conv2", ("relu1",), rng.normal(0, 0.3, (8, 4, 3, 3)), rng.normal(0, 0.1, 8), 2, 1),
+        ReLU("relu2", ("conv2",)),
+        AvgPool("pool", ("relu2",)),
+        Linear("fc", ("pool",), rng.normal(0, 0.5, (10, 8)), rng.normal(0, 0.1, 10)),
+    ]
+    return Graph(nodes, "small-cnn")
+
+
+def compile_for_test(graph: Graph, params: CkksParameters | None = None, images: int = 64, **options):
+    shape = graph.input.shape
+    data = random_images(images, (shape.channels, shape.height, shape.width))
+    calibration = calibrate(graph, data, images=images)
+    return compile_graph(graph, calibration, params or toy_params(), CompileOptions(**options))

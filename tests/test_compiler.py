@@ -1,0 +1,110 @@
+"""Compiler behaviour: calibration rules, degrees and bootstraps, plan round trips, generality."""
+
+import json
+
+import numpy as np
+import pytest
+
+from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend
+from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
+from resnet_fhe.compiler.polynomial import MAX_DEGREE_AT_DEPTH, relative_error, relu_chebyshev
+from resnet_fhe.errors import CalibrationError, CompileError, PlanError
+from resnet_fhe.ir import fold_batchnorm, run_graph
+from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
+from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial
+from resnet_fhe.plan.plan import Plan
+from tests.helpers import compile_for_test, random_images, small_cnn, toy_params
+
+
+def test_calibration_refuses_test_images():
+    graph = small_cnn()
+    with pytest.raises(CalibrationError, match="test"):
+        calibrate(graph, random_images(8, (1, 28, 28), split="test"))
+
+
+def test_polynomial_depths_match_openfhe():
+    openfhe = pytest.importorskip("openfhe")
+    for depth, degree in MAX_DEGREE_AT_DEPTH.items():
+        assert openfhe.GetMultiplicativeDepthByCoeffVector([1.0] * (degree + 1), True) == depth
+        assert openfhe.GetMultiplicativeDepthByCoeffVector([1.0] * (degree + 2), True) == depth + 1
+
+
+def test_relu_fit_is_zero_at_zero_and_improves_with_degree():
+    samples = np.random.default_rng(0).normal(0, 0.1, 4000).clip(-1, 1)
+    errors = [relative_error(relu_chebyshev(d, samples), samples) for d in (27, 59, 119)]
+    assert errors[0] > errors[1] > errors[2]
+    assert abs(np.polynomial.chebyshev.chebval(0.0, relu_chebyshev(59, samples))) < 1e-12
+
+
+def test_small_cnn_on_grey_28x28_with_polynomials():
+    graph = small_cnn()
+    plan = compile_for_test(graph, relu_error=0.01)
+    x = random_images(16, (1, 28, 28), seed=5).images / 255.0
+    expected = run_graph(graph, x)
+    got = SimulatorBackend(plan).run(x)
+    assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))
+    assert all(isinstance(op, Polynomial) for op in plan.ops if op.kind == "polynomial")
+
+
+def test_resnet_on_24x24_input_places_bootstraps_and_respects_levels():
+    spec = ResNetSpec(depth=14, widths=(4, 8, 16), input_shape=(3, 24, 24))
+    graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=4), fold_normalization=True))
+    params = toy_params(1 << 14)
+    plan = compile_for_test(graph, params)
+    assert plan.bootstraps > 0
+    for op in plan.ops:
+        assert op.level_out >= 0
+        if isinstance(op, Bootstrap):
+            assert op.level_out == params.levels_after_bootstrap
+        else:
+            assert op.level_out == op.level_in - op.levels
+    x = random_images(4, (3, 24, 24), seed=6).images / 255.0
+    np.testing.assert_allclose(SimulatorBackend(plan, exact_activations=True).run(x), run_graph(graph, x),
+                               atol=1e-8)
+
+
+def test_too_few_levels_is_a_clear_error():
+    with pytest.raises(CompileError, match="levels"):
+        compile_for_test(small_cnn(), toy_params(depth=21))
+
+
+def test_plan_json_round_trip_and_constant_check(tmp_path):
+    plan = compile_for_test(small_cnn())
+    path, constants_path = plan.save(tmp_path / "plan.json")
+    loaded = Plan.load(path)
+    assert json.dumps(loaded.to_dict(), sort_keys=True) == json.dumps(plan.to_dict(), sort_keys=True)
+    x = random_images(3, (1, 28, 28), seed=8).images / 255.0
+    np.testing.assert_array_equal(SimulatorBackend(loaded).run(x), SimulatorBackend(plan).run(x))
+    tampered = dict(loaded.constants)
+    first = next(k for k in tampered if k.endswith(".diagonals"))
+    tampered[first] = tampered[first] * 1.01
+    with pytest.raises(PlanError, match="sha256"):
+        Plan.from_dict(loaded.to_dict(), tampered)
+
+
+def test_compile_is_deterministic():
+    a, b = compile_for_test(small_cnn()), compile_for_test(small_cnn())
+    assert a.to_dict() == b.to_dict()
+
+
+def test_noise_model_perturbs_but_keeps_small_cnn_close():
+    plan = compile_for_test(small_cnn())
+    x = random_images(8, (1, 28, 28), seed=9).images / 255.0
+    clean = SimulatorBackend(plan).run(x)
+    noisy = SimulatorBackend(plan, noise=NoiseModel(2.0**-10, 2.0**-30), seed=1).run(x)
+    assert 0 < np.max(np.abs(noisy - clean)) < 0.1 * np.max(np.abs(clean))
+
+
+def test_linear_ops_respect_key_limit():
+    plan = compile_for_test(small_cnn(), max_keys_per_phase=5)
+    assert all(len(op.rotation_keys()) <= 5 for op in plan.ops)
+    with pytest.raises(CompileError, match="max_keys_per_phase"):
+        compile_for_test(small_cnn(), max_keys_per_phase=2)
+    assert any(isinstance(op, LinearTransform) for op in plan.ops)
+
+
+def test_margin_must_be_at_least_one():
+    graph = small_cnn()
+    calibration = calibrate(graph, random_images(8, (1, 28, 28)))
+    with pytest.raises(CompileError, match="margin"):
+        compile_graph(graph, calibration, toy_params(), CompileOptions(margin=0.5))
