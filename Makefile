@@ -19,6 +19,7 @@ bench: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/resnet20.py $(ARGS)
 
 test: setup
+	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q $(ARGS)
 
 lint: setup

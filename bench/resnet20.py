@@ -74,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
                         "plain_class": int(plain[i].argmax()), "simulated_class": int(simulated[i].argmax()),
                         "max_abs_logit_error": float(np.max(np.abs(simulated[i] - plain[i]))),
                         "simulated_logits": simulated[i].round(6).tolist()})
-        print(f"image {i}: label {CIFAR10_CLASSES[results[-1]['label']]}, plain {CIFAR10_CLASSES[results[-1]['plain_class']]}, "
-              f"simulated {CIFAR10_CLASSES[results[-1]['simulated_class']]}, max |logit error| "
-              f"{results[-1]['max_abs_logit_error']:.4f}")
+        row = results[-1]
+        print(f"image {i}: label {CIFAR10_CLASSES[row['label']]}, plain {CIFAR10_CLASSES[row['plain_class']]}, "
+              f"simulated {CIFAR10_CLASSES[row['simulated_class']]}, "
+              f"max |logit error| {row['max_abs_logit_error']:.4f}")
     agreement = float(np.mean(simulated.argmax(1) == plain.argmax(1)))
     summary = {
         "model": args.model, "preset": args.preset, "security": plan.params.security,

@@ -29,10 +29,7 @@ def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
 def _dataset(args: argparse.Namespace):
     from resnet_fhe.data import load_cifar10, load_sample
 
-    if args.sample:
-        data = load_sample()
-    else:
-        data = load_cifar10(args.split, args.data_dir)
+    data = load_sample() if args.sample else load_cifar10(args.split, args.data_dir)
     return data.take(args.images, args.start)
 
 

@@ -70,7 +70,7 @@ def test_too_few_levels_is_a_clear_error():
 
 def test_plan_json_round_trip_and_constant_check(tmp_path):
     plan = compile_for_test(small_cnn())
-    path, constants_path = plan.save(tmp_path / "plan.json")
+    path, _ = plan.save(tmp_path / "plan.json")
     loaded = Plan.load(path)
     assert json.dumps(loaded.to_dict(), sort_keys=True) == json.dumps(plan.to_dict(), sort_keys=True)
     x = random_images(3, (1, 28, 28), seed=8).images / 255.0

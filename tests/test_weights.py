@@ -36,13 +36,13 @@ def _save_modified(tmp_path, drop=None, reshape=None):
 
 def test_missing_array_is_named(tmp_path):
     path = _save_modified(tmp_path, drop="stage2.block1.conv1.weight")
-    with pytest.raises(WeightsError, match="stage2.block1.conv1.weight.*missing"):
+    with pytest.raises(WeightsError, match=r"stage2\.block1\.conv1\.weight.*missing"):
         build_cifar_resnet(load_weights(path))
 
 
 def test_misshapen_array_is_named(tmp_path):
     path = _save_modified(tmp_path, reshape="head.linear.bias")
-    with pytest.raises(WeightsError, match="head.linear.bias.*shape"):
+    with pytest.raises(WeightsError, match=r"head\.linear\.bias.*shape"):
         build_cifar_resnet(load_weights(path))
 
 

@@ -97,7 +97,7 @@ class SimulatorBackend:
                 self.diagnostics.record(op.name, registers[op.input])
                 result = self._noisy(registers[op.input], "bootstrap")
             elif isinstance(op, AddTensors):
-                result = [a + b for a, b in zip(registers[op.inputs[0]], registers[op.inputs[1]])]
+                result = [a + b for a, b in zip(registers[op.inputs[0]], registers[op.inputs[1]], strict=True)]
             elif isinstance(op, RotateSum):
                 result = list(registers[op.input])
                 for step in op.steps:

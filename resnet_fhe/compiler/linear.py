@@ -102,7 +102,7 @@ def build_linear_transform(
     op = LinearTransform(
         name=name, layer=layer, input=source, output=target, slots_in=slots_in, slots=slots, slots_out=slots_out,
         inputs=inputs, outputs=outputs, giant_step=int(giant_step % slots), giants=giants, babies=chain,
-        terms=int(len(terms)), has_bias=bias is not None, constants=name, purpose=purpose,
+        terms=len(terms), has_bias=bias is not None, constants=name, purpose=purpose,
     )
     constants = {f"{name}.diagonals": diagonals, f"{name}.terms": terms}
     if bias is not None:

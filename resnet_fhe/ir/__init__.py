@@ -11,8 +11,8 @@ from resnet_fhe.ir.graph import (
     Node,
     Normalize,
     ReLU,
-    ShortcutA,
     Shape,
+    ShortcutA,
 )
 from resnet_fhe.ir.interpret import run_graph
 from resnet_fhe.ir.passes import fold_batchnorm, fold_input_normalization
