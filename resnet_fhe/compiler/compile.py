@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resnet_fhe.compiler.calibrate import Calibration
-from resnet_fhe.compiler.levels import place_bootstraps
+from resnet_fhe.compiler.levels import BOOTSTRAP_HEADROOM, place_bootstraps
 from resnet_fhe.compiler.linear import Entries, build_linear_transform
 from resnet_fhe.compiler.lowering import (
     bias_vectors,
@@ -137,7 +137,9 @@ class _Lowerer:
     def relu(self, node: ReLU) -> None:
         source = node.inputs[0]
         samples = self.calibration.activation_samples[source] * self.scales[source]
-        choice = choose_relu(samples, self.options.relu_error, self.params.levels_after_bootstrap - 1)
+        # One level for the linear layer that follows, one kept for bootstrapping.
+        max_depth = self.params.levels_after_bootstrap - 1 - BOOTSTRAP_HEADROOM
+        choice = choose_relu(samples, self.options.relu_error, max_depth)
         layout = self.registers[source].layout
         self.ops.append(Polynomial(node.name, node.name, source, node.name, layout.slots, layout.ciphertexts,
                                    [float(f"{c:.12g}") for c in choice.coefficients], choice.depth))

@@ -13,16 +13,21 @@ from resnet_fhe.plan.ops import Bootstrap, Op, op_inputs
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Register
 
+# OpenFHE's bootstrapping (FLEXIBLEAUTO) rescales its input once more before raising the modulus, so a
+# ciphertext that may be bootstrapped must keep one level: measured, a register at 0 levels fails with
+# "DropLastElement(): Removing last element of DCRTPoly renders it invalid".
+BOOTSTRAP_HEADROOM = 1
+
 
 def place_bootstraps(ops: list[Op], reserve: dict[str, int], registers: dict[str, Register], input_name: str,
                      params: CkksParameters) -> list[Op]:
     remaining = {input_name: params.fresh_levels}
     placed: list[Op] = []
     for op in ops:
-        need = op.levels + reserve.get(op.name, 0)
+        need = op.levels + reserve.get(op.name, 0) + BOOTSTRAP_HEADROOM
         if need > params.levels_after_bootstrap:
-            raise CompileError(f"{op.name} needs {need} consecutive levels; {params.name} leaves "
-                               f"{params.levels_after_bootstrap} after bootstrapping")
+            raise CompileError(f"{op.name} needs {need} consecutive levels (one kept for bootstrapping); "
+                               f"{params.name} leaves {params.levels_after_bootstrap} after bootstrapping")
         for name in op_inputs(op):
             if remaining[name] < need:
                 register = registers[name]

@@ -13,6 +13,23 @@ Large numeric data (diagonal vectors) lives in the plan's constants, keyed by th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+@dataclass
+class _Op:
+    """Fields every op has. `level_in`/`level_out` are filled by bootstrap placement."""
+
+    kind: ClassVar[str] = ""
+    levels: ClassVar[int] = 0  # levels the op consumes
+
+    name: str
+    layer: str
+    level_in: int = field(default=0, kw_only=True)
+    level_out: int = field(default=0, kw_only=True)
+
+    def rotation_keys(self) -> set[int]:
+        return set()
 
 
 @dataclass
@@ -25,15 +42,13 @@ class BabyStep:
 
 
 @dataclass
-class LinearTransform:
+class LinearTransform(_Op):
     """y_j = sum_g rot(sum_{i,b} rot(x_i, b) * D[j,g,i,b], g * giant_step)  (+ bias_j), then fold.
 
     Evaluated Horner-style over g, so every giant step uses the one rotation key `giant_step`: the
     reference's 'few keys' idea, generalised. Costs one level (the plaintext products).
     """
 
-    name: str
-    layer: str
     input: str
     output: str
     slots_in: int
@@ -48,13 +63,8 @@ class LinearTransform:
     has_bias: bool
     constants: str
     purpose: str = "linear"  # what the map does: conv, subsample, pack, linear
-    kind: str = "linear"
-    level_in: int = 0
-    level_out: int = 0
-
-    @property
-    def levels(self) -> int:
-        return 1
+    kind: ClassVar[str] = "linear"
+    levels: ClassVar[int] = 1
 
     def rotation_keys(self) -> set[int]:
         keys = {b.key % self.slots for b in self.babies if b.offset != 0}
@@ -77,11 +87,9 @@ class LinearTransform:
 
 
 @dataclass
-class Polynomial:
+class Polynomial(_Op):
     """p(x) = sum_k coefficients[k] T_k(x) on [-1, 1], slot-wise on every ciphertext of the register."""
 
-    name: str
-    layer: str
     input: str
     output: str
     slots: int
@@ -89,98 +97,56 @@ class Polynomial:
     coefficients: list[float]
     depth: int
     function: str = "relu"
-    kind: str = "polynomial"
-    level_in: int = 0
-    level_out: int = 0
+    kind: ClassVar[str] = "polynomial"
 
     @property
-    def levels(self) -> int:
+    def levels(self) -> int:  # type: ignore[override]
         return self.depth
 
     @property
     def degree(self) -> int:
         return len(self.coefficients) - 1
 
-    def rotation_keys(self) -> set[int]:
-        return set()
-
 
 @dataclass
-class Bootstrap:
+class Bootstrap(_Op):
     """Refreshes every ciphertext of the register to the preset's levels_after_bootstrap."""
 
-    name: str
-    layer: str
     input: str
     output: str
     slots: int
     ciphertexts: int
-    kind: str = "bootstrap"
-    level_in: int = 0
-    level_out: int = 0
-
-    @property
-    def levels(self) -> int:
-        return 0
-
-    def rotation_keys(self) -> set[int]:
-        return set()
+    kind: ClassVar[str] = "bootstrap"
 
 
 @dataclass
-class AddTensors:
+class AddTensors(_Op):
     """Slot-wise sum of two registers with the same layout (a residual connection)."""
 
-    name: str
-    layer: str
     inputs: list[str]
     output: str
     slots: int
     ciphertexts: int
-    kind: str = "add"
-    level_in: int = 0
-    level_out: int = 0
-
-    @property
-    def input(self) -> str:
-        return self.inputs[0]
-
-    @property
-    def levels(self) -> int:
-        return 0
-
-    def rotation_keys(self) -> set[int]:
-        return set()
+    kind: ClassVar[str] = "add"
 
 
 @dataclass
-class RotateSum:
+class RotateSum(_Op):
     """x += rot(x, step) for each step in turn: sums windows of slots (a global average pool's sum)."""
 
-    name: str
-    layer: str
     input: str
     output: str
     slots: int
     ciphertexts: int
     steps: list[int] = field(default_factory=list)
-    kind: str = "rotate_sum"
-    level_in: int = 0
-    level_out: int = 0
-
-    @property
-    def levels(self) -> int:
-        return 0
+    kind: ClassVar[str] = "rotate_sum"
 
     def rotation_keys(self) -> set[int]:
         return {s % self.slots for s in self.steps} - {0}
 
 
 Op = LinearTransform | Polynomial | Bootstrap | AddTensors | RotateSum
-OP_TYPES: dict[str, type] = {
-    "linear": LinearTransform, "polynomial": Polynomial, "bootstrap": Bootstrap, "add": AddTensors,
-    "rotate_sum": RotateSum,
-}
+OP_TYPES: dict[str, type] = {cls.kind: cls for cls in (LinearTransform, Polynomial, Bootstrap, AddTensors, RotateSum)}
 
 
 def op_inputs(op: Op) -> list[str]:

@@ -125,7 +125,7 @@ def hash_constants(constants: dict[str, np.ndarray]) -> str:
 
 
 def _op_to_dict(op: Op) -> dict[str, Any]:
-    data = dataclasses.asdict(op)
+    data = {"kind": op.kind, **dataclasses.asdict(op)}
     if isinstance(op, LinearTransform):
         data["babies"] = [[b.offset, b.source, b.key] for b in op.babies]
         data["rotation_keys"] = sorted(op.rotation_keys())
@@ -134,7 +134,7 @@ def _op_to_dict(op: Op) -> dict[str, Any]:
 
 def _op_from_dict(data: dict[str, Any]) -> Op:
     data = dict(data)
-    kind = data.get("kind")
+    kind = data.pop("kind", None)
     if kind not in OP_TYPES:
         raise PlanError(f"unknown op kind {kind!r}")
     data.pop("rotation_keys", None)

@@ -1,0 +1,175 @@
+"""Executes a plan under real CKKS encryption with OpenFHE (openfhe-python 1.6.1).
+
+Every op keeps the simulator's slot semantics: EvalRotate(ct, k) moves slot p + k to p; a ciphertext
+encrypting an n-periodic vector is tagged with n slots (SetSlots), which is what bootstrapping and
+decryption read. OpenFHE's Chebyshev series halves its first coefficient, so it is doubled here.
+
+This module holds the evaluation and a single-process key setup; the client/server split with on-disk,
+per-phase key files is future work (see the README's status table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from resnet_fhe.errors import PlanError
+from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum
+from resnet_fhe.plan.params import CkksParameters
+from resnet_fhe.plan.plan import Plan
+
+
+def _openfhe():
+    try:
+        import openfhe
+    except ImportError as exc:  # only on platforms without the 3.10 wheel
+        raise PlanError("the OpenFHE backend needs the openfhe package (CPython 3.10, Linux x86_64)") from exc
+    return openfhe
+
+
+def build_context(params: CkksParameters):
+    """A CKKS context for the preset; OpenFHE itself checks the HE-standard security level."""
+    fhe = _openfhe()
+    settings = fhe.CCParamsCKKSRNS()
+    settings.SetMultiplicativeDepth(params.multiplicative_depth)
+    settings.SetScalingModSize(params.scale_bits)
+    settings.SetFirstModSize(params.first_mod_bits)
+    settings.SetNumLargeDigits(params.num_large_digits)
+    settings.SetScalingTechnique(fhe.FLEXIBLEAUTO)
+    settings.SetKeySwitchTechnique(fhe.HYBRID)
+    settings.SetSecretKeyDist(getattr(fhe, params.secret_key_dist))
+    settings.SetSecurityLevel(getattr(fhe, params.security))
+    settings.SetRingDim(params.ring_dim)
+    settings.SetBatchSize(params.max_slots)
+    context = fhe.GenCryptoContext(settings)
+    for feature in (fhe.PKE, fhe.KEYSWITCH, fhe.LEVELEDSHE, fhe.ADVANCEDSHE, fhe.FHE):
+        context.Enable(feature)
+    return context
+
+
+def plan_rotation_keys(plan: Plan) -> list[int]:
+    keys: set[int] = set()
+    for op in plan.ops:
+        keys |= op.rotation_keys()
+    return sorted(keys)
+
+
+def bootstrap_slot_counts(plan: Plan) -> list[int]:
+    return sorted({op.slots for op in plan.ops if isinstance(op, Bootstrap)})
+
+
+@dataclass
+class KeySet:
+    """All keys in one process: what a test or a local benchmark uses."""
+
+    context: object
+    public_key: object
+    secret_key: object
+
+
+def generate_keys(plan: Plan) -> KeySet:
+    context = build_context(plan.params)
+    slot_counts = bootstrap_slot_counts(plan)
+    for slots in slot_counts:
+        context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
+    pair = context.KeyGen()
+    context.EvalMultKeyGen(pair.secretKey)
+    context.EvalRotateKeyGen(pair.secretKey, plan_rotation_keys(plan))
+    for slots in slot_counts:
+        context.EvalBootstrapKeyGen(pair.secretKey, slots)
+    return KeySet(context, pair.publicKey, pair.secretKey)
+
+
+class OpenFHEBackend:
+    """Evaluates a plan on ciphertexts; needs the context with evaluation keys loaded, never the secret key."""
+
+    def __init__(self, plan: Plan, context: object):
+        self.plan, self.cc = plan, context
+        self.order = context.GetCyclotomicOrder()
+
+    def encrypt(self, image: np.ndarray, public_key: object) -> list[object]:
+        """A (C, H, W) image of pixels in [0, 1] -> the plan's input ciphertexts (client side)."""
+        register = self.plan.registers[self.plan.input]
+        packed = register.layout.pack(np.asarray(image, dtype=np.float64)[None] * register.scale)
+        slots = register.layout.slots
+        return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, 0, None, slots))
+                for ct in packed]
+
+    def decrypt(self, cts: list[object], secret_key: object) -> np.ndarray:
+        """The output ciphertexts -> the flattened output tensor in true units (client side)."""
+        register = self.plan.registers[self.plan.output]
+        arrays = []
+        for ct in cts:
+            plaintext = self.cc.Decrypt(ct, secret_key)
+            plaintext.SetLength(register.layout.slots)
+            arrays.append(np.array(plaintext.GetRealPackedValue())[None])
+        return register.layout.unpack(arrays).reshape(-1) / register.scale
+
+    def run(self, cts: list[object], on_op=None) -> list[object]:
+        registers = {self.plan.input: cts}
+        for op in self.plan.ops:
+            if isinstance(op, LinearTransform):
+                result = self._linear(op, registers[op.input])
+            elif isinstance(op, Polynomial):
+                coefficients = [2 * op.coefficients[0], *op.coefficients[1:]]
+                result = [self.cc.EvalChebyshevSeries(ct, coefficients, -1.0, 1.0) for ct in registers[op.input]]
+            elif isinstance(op, Bootstrap):
+                result = []
+                for ct in registers[op.input]:
+                    ct.SetSlots(op.slots)
+                    result.append(self.cc.EvalBootstrap(ct))
+            elif isinstance(op, AddTensors):
+                result = [self.cc.EvalAdd(a, b) for a, b in
+                          zip(registers[op.inputs[0]], registers[op.inputs[1]], strict=True)]
+            elif isinstance(op, RotateSum):
+                result = list(registers[op.input])
+                for step in op.steps:
+                    result = [self.cc.EvalAdd(ct, self.cc.EvalRotate(ct, step)) for ct in result]
+            else:
+                raise PlanError(f"the OpenFHE backend has no rule for {type(op).__name__}")
+            slots = self.plan.registers[op.output].layout.slots
+            for ct in result:
+                ct.SetSlots(slots)
+            registers[op.output] = result
+            if on_op is not None:
+                on_op(op)
+        return registers[self.plan.output]
+
+    def _plaintext(self, values: np.ndarray, level: int, slots: int):
+        return self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(values, dtype=np.float64), 1, level, None, slots)
+
+    def _linear(self, op: LinearTransform, cts: list[object]) -> list[object]:
+        diagonals = self.plan.constants[f"{op.constants}.diagonals"]
+        terms = self.plan.constants[f"{op.constants}.terms"]
+        babies = []
+        for ct in cts:
+            precomputed = self.cc.EvalFastRotationPrecompute(ct)
+            rotated = {0: ct}
+            for step in op.babies[1:]:
+                if step.source == 0:  # hoisted: all share one decomposition of ct
+                    rotated[step.offset] = self.cc.EvalFastRotation(ct, step.key, self.order, precomputed)
+                else:
+                    rotated[step.offset] = self.cc.EvalRotate(rotated[step.source], step.key)
+            babies.append([rotated[step.offset] for step in op.babies])
+        outputs = []
+        for out_ct in range(op.outputs):
+            acc = None
+            for giant in range(op.giants - 1, -1, -1):
+                if acc is not None:
+                    acc = self.cc.EvalRotate(acc, op.giant_step)
+                rows = np.nonzero((terms[:, 0] == out_ct) & (terms[:, 1] == giant))[0]
+                for row in rows:
+                    source = babies[int(terms[row, 2])][int(terms[row, 3])]
+                    plaintext = self._plaintext(diagonals[row], source.GetLevel(), op.slots)
+                    product = self.cc.EvalMult(source, plaintext)
+                    acc = product if acc is None else self.cc.EvalAdd(acc, product)
+            if acc is None:
+                raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
+            for step in op.fold_steps():
+                acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, step))
+            if op.has_bias:
+                bias = self.plan.constants[f"{op.constants}.bias"][out_ct]
+                acc = self.cc.EvalAdd(acc, self._plaintext(bias, acc.GetLevel(), op.slots_out))
+            outputs.append(acc)
+        return outputs

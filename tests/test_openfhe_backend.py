@@ -1,0 +1,46 @@
+"""Real CKKS runs of compiled plans at an INSECURE toy preset (N = 4096): the OpenFHE backend must agree
+with the simulator's slot semantics within the CKKS error."""
+
+import numpy as np
+import pytest
+
+from resnet_fhe.backends.simulator import SimulatorBackend
+from resnet_fhe.ir import fold_batchnorm
+from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
+from resnet_fhe.plan.ops import Bootstrap
+from resnet_fhe.plan.params import load_preset
+from tests.helpers import compile_for_test, random_images
+
+openfhe_backend = pytest.importorskip("resnet_fhe.backends.openfhe_backend")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    # A 7-ReLU ResNet needs more than the 22 levels of a fresh toy ciphertext, so bootstraps are placed.
+    params = load_preset("toy-insecure")
+    spec = ResNetSpec(depth=8, widths=(2, 4, 8), input_shape=(1, 8, 8))
+    graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=3), fold_normalization=True))
+    plan = compile_for_test(graph, params, relu_error=0.5)
+    keys = openfhe_backend.generate_keys(plan)
+    return plan, keys, openfhe_backend.OpenFHEBackend(plan, keys.context)
+
+
+@pytest.mark.parametrize("preset", ["default-128", "toy-insecure"])
+def test_preset_bootstrap_depth_matches_openfhe(preset):
+    import openfhe
+
+    params = load_preset(preset)
+    context = openfhe_backend.build_context(params)  # also OpenFHE's own security check of the preset
+    depth = context.GetBootstrapDepth(list(params.level_budget), getattr(openfhe, params.secret_key_dist))
+    assert depth == params.bootstrap_depth
+    assert params.insecure == (preset == "toy-insecure")
+
+
+def test_encrypted_small_cnn_matches_simulator(setup):
+    plan, keys, backend = setup
+    assert any(isinstance(op, Bootstrap) for op in plan.ops)
+    images = random_images(2, (1, 8, 8), seed=12).images / 255.0
+    expected = SimulatorBackend(plan).run(images)
+    for image, want in zip(images, expected, strict=True):
+        got = backend.decrypt(backend.run(backend.encrypt(image, keys.public_key)), keys.secret_key)
+        assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
