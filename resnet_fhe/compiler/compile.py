@@ -142,7 +142,7 @@ class _Lowerer:
         choice = choose_relu(samples, self.options.relu_error, max_depth)
         layout = self.registers[source].layout
         self.ops.append(Polynomial(node.name, node.name, source, node.name, layout.slots, layout.ciphertexts,
-                                   [float(f"{c:.12g}") for c in choice.coefficients], choice.depth))
+                                   [float(f"{c:.10g}") for c in choice.coefficients], choice.depth))
         self.activations[node.name] = {"degree": choice.degree, "depth": choice.depth,
                                        "relative_error": round(choice.error, 6),
                                        "calibrated_max_input": round(float(np.max(np.abs(samples))), 6)}

@@ -79,7 +79,9 @@ def render_summary(plan: Plan) -> str:
         f"{sum(r['bootstraps'] for r in rows)}), rotations: {sum(r['rotations'] for r in rows)}, "
         f"plaintext products: {sum(r['plaintext_products'] for r in rows)}",
         f"- most rotation keys any one op needs (beside bootstrapping): "
-        f"{max(r['max_keys_per_op'] for r in rows)}",
+        f"{max(r['max_keys_per_op'] for r in rows)}. A phase is one op: the runtime is meant to hold only "
+        "that op's keys; a layer's row below lists the union over its ops (a strided convolution is a "
+        "convolution, a subsample and a pack, each with its own few keys)",
         f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB "
         "(model in resnet_fhe/plan/cost.py; keys of one phase resident at a time)",
         f"- calibration: {plan.calibration['images']} training images, margin {plan.calibration['margin']}, "
