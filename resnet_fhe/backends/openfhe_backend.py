@@ -106,9 +106,12 @@ class OpenFHEBackend:
             arrays.append(np.array(plaintext.GetRealPackedValue())[None])
         return register.layout.unpack(arrays).reshape(-1) / register.scale
 
-    def run(self, cts: list[object], on_op=None) -> list[object]:
+    def run(self, cts: list[object], guard=None) -> list[object]:
+        """The output ciphertexts; `guard` (a profiling.MemoryGuard) is told before and after every op."""
         registers = {self.plan.input: cts}
         for op in self.plan.ops:
+            if guard is not None:
+                guard.begin(op.layer)
             if isinstance(op, LinearTransform):
                 result = self._linear(op, registers[op.input])
             elif isinstance(op, Polynomial):
@@ -132,8 +135,8 @@ class OpenFHEBackend:
             for ct in result:
                 ct.SetSlots(slots)
             registers[op.output] = result
-            if on_op is not None:
-                on_op(op)
+            if guard is not None:
+                guard.end(op)
         return registers[self.plan.output]
 
     def _plaintext(self, values: np.ndarray, level: int, slots: int):

@@ -80,14 +80,18 @@ class SimulatorBackend:
         values = register.layout.unpack([c.astype(np.float64) for c in cts])
         return values.reshape(len(values), -1) / register.scale
 
-    def run(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Logits (N, classes) for pixels in [0, 1] of shape (N, C, H, W)."""
-        parts = [self.run_batch(images[s:s + batch_size]) for s in range(0, len(images), batch_size)]
+    def run(self, images: np.ndarray, batch_size: int = 64, guard=None) -> np.ndarray:
+        """Logits (N, classes) for pixels in [0, 1] of shape (N, C, H, W).
+
+        `guard` (a profiling.MemoryGuard) is told before and after every op."""
+        parts = [self.run_batch(images[s:s + batch_size], guard) for s in range(0, len(images), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.plan.classes))
 
-    def run_batch(self, images: np.ndarray) -> np.ndarray:
+    def run_batch(self, images: np.ndarray, guard=None) -> np.ndarray:
         registers = {self.plan.input: self._noisy(self.encode_input(images), "rescale")}
         for op in self.plan.ops:
+            if guard is not None:
+                guard.begin(op.layer)
             if isinstance(op, LinearTransform):
                 result = self._noisy(self._linear(op, registers[op.input]), "rescale")
             elif isinstance(op, Polynomial):
@@ -105,6 +109,8 @@ class SimulatorBackend:
             else:
                 raise PlanError(f"the simulator has no rule for {type(op).__name__}")
             registers[op.output] = result
+            if guard is not None:
+                guard.end(op)
         return self.decode_output(registers[self.plan.output])
 
     def _noisy(self, cts: list[np.ndarray], where: str) -> list[np.ndarray]:

@@ -1,0 +1,44 @@
+"""Memory budget: refused up front from the estimate, stopped cleanly by the live guard, profiled per layer."""
+
+import numpy as np
+import pytest
+
+from resnet_fhe.backends.simulator import SimulatorBackend
+from resnet_fhe.plan.summary import layer_rows
+from resnet_fhe.profiling import BudgetExceededError, MemoryGuard, RssSampler, check_estimate
+from tests.helpers import compile_for_test, random_images, small_cnn
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return compile_for_test(small_cnn())
+
+
+def test_estimate_over_budget_is_refused(plan):
+    estimated = max(row["memory_gb"] for row in layer_rows(plan))
+    with pytest.raises(BudgetExceededError, match=r"estimated to need .* over the 0\.00 GB budget"):
+        check_estimate(estimated, 0.001, "small-cnn")
+    check_estimate(estimated, estimated + 1, "small-cnn")
+
+
+def test_live_guard_stops_at_a_named_layer(plan):
+    images = random_images(4, (1, 28, 28)).images / 255.0
+    with RssSampler() as sampler:
+        budget = (sampler.current() - 1_000_000) / 1e9  # already crossed: must stop before the first layer
+        with pytest.raises(BudgetExceededError, match="before layer conv1"):
+            SimulatorBackend(plan).run(images, guard=MemoryGuard(sampler, budget))
+        # a budget crossed by the run itself: stops after a named layer, not in the middle of nowhere
+        big = random_images(512, (1, 28, 28)).images / 255.0
+        budget = (sampler.current() + 2_000_000) / 1e9
+        with pytest.raises(BudgetExceededError, match=r"layer \S+ .*over the"):
+            SimulatorBackend(plan).run(big, batch_size=512, guard=MemoryGuard(sampler, budget))
+
+
+def test_profile_has_every_layer_in_order(plan):
+    images = random_images(2, (1, 28, 28)).images / 255.0
+    with RssSampler() as sampler:
+        guard = MemoryGuard(sampler, budget_gb=1000.0)
+        logits = SimulatorBackend(plan).run(images, guard=guard)
+    assert logits.shape == (2, 10) and np.all(np.isfinite(logits))
+    assert [p.layer for p in guard.profiles] == plan.layers()
+    assert all(p.rss_peak_gb >= p.rss_start_gb > 0 and p.seconds >= 0 for p in guard.profiles)
