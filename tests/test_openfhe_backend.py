@@ -5,22 +5,16 @@ import numpy as np
 import pytest
 
 from resnet_fhe.backends.simulator import SimulatorBackend
-from resnet_fhe.ir import fold_batchnorm
-from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
 from resnet_fhe.plan.ops import Bootstrap
 from resnet_fhe.plan.params import load_preset
-from tests.helpers import compile_for_test, random_images
+from tests.helpers import random_images, toy_resnet_plan
 
 openfhe_backend = pytest.importorskip("resnet_fhe.backends.openfhe_backend")
 
 
 @pytest.fixture(scope="module")
 def setup():
-    # A 7-ReLU ResNet needs more than the 22 levels of a fresh toy ciphertext, so bootstraps are placed.
-    params = load_preset("toy-insecure")
-    spec = ResNetSpec(depth=8, widths=(2, 4, 8), input_shape=(1, 8, 8))
-    graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=3), fold_normalization=True))
-    plan = compile_for_test(graph, params, relu_error=0.5)
+    plan = toy_resnet_plan()
     keys = openfhe_backend.generate_keys(plan)
     return plan, keys, openfhe_backend.OpenFHEBackend(plan, keys.context)
 

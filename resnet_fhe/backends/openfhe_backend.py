@@ -4,8 +4,8 @@ Every op keeps the simulator's slot semantics: EvalRotate(ct, k) moves slot p + 
 encrypting an n-periodic vector is tagged with n slots (SetSlots), which is what bootstrapping and
 decryption read. OpenFHE's Chebyshev series halves its first coefficient, so it is doubled here.
 
-This module holds the evaluation and a single-process key setup; the client/server split with on-disk,
-per-phase key files is future work (see the README's status table).
+This module holds the evaluation and a single-process key setup (tests, local runs); resnet_fhe.runtime
+splits keys between a client and a server that loads them per phase.
 """
 
 from __future__ import annotations
@@ -106,12 +106,16 @@ class OpenFHEBackend:
             arrays.append(np.array(plaintext.GetRealPackedValue())[None])
         return register.layout.unpack(arrays).reshape(-1) / register.scale
 
-    def run(self, cts: list[object], guard=None) -> list[object]:
-        """The output ciphertexts; `guard` (a profiling.MemoryGuard) is told before and after every op."""
+    def run(self, cts: list[object], guard=None, keys=None) -> list[object]:
+        """The output ciphertexts. `guard` (a profiling.MemoryGuard) is told before and after every op;
+        `keys` (the server's PhaseKeys) loads each op's evaluation keys first. Without it every key must
+        already be in the context."""
         registers = {self.plan.input: cts}
         for op in self.plan.ops:
             if guard is not None:
                 guard.begin(op.layer)
+            if keys is not None:
+                keys.load(op)
             if isinstance(op, LinearTransform):
                 result = self._linear(op, registers[op.input])
             elif isinstance(op, Polynomial):

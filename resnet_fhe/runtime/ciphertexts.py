@@ -1,0 +1,47 @@
+"""Ciphertext files: a folder with one OpenFHE binary per ciphertext and a header that ties them to a
+plan and a register, so a server never evaluates a ciphertext made for another model or key store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from resnet_fhe.runtime.keystore import KeyStoreError, sha256_file
+
+HEADER = "header.json"
+
+
+def write_ciphertexts(folder: Path, cts: list, register: str, store_id: str) -> None:
+    import openfhe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for index, ct in enumerate(cts):
+        path = folder / f"ct{index}.bin"
+        if not openfhe.SerializeToFile(str(path), ct, openfhe.BINARY):
+            raise KeyStoreError(f"could not write ciphertext {path}")
+        files[path.name] = sha256_file(path)
+    (folder / HEADER).write_text(json.dumps({"register": register, "store_id": store_id, "files": files}, indent=1))
+
+
+def read_ciphertexts(folder: Path, register: str, store_id: str) -> list:
+    import openfhe
+
+    header_path = folder / HEADER
+    if not header_path.is_file():
+        raise KeyStoreError(f"{folder} is not a ciphertext folder (no {HEADER})")
+    header = json.loads(header_path.read_text())
+    if header.get("store_id") != store_id:
+        raise KeyStoreError(f"{folder} was encrypted for another key store or plan")
+    if header.get("register") != register:
+        raise KeyStoreError(f"{folder} holds '{header.get('register')}', expected '{register}'")
+    cts = []
+    for name, digest in header["files"].items():
+        path = folder / name
+        if not path.is_file() or sha256_file(path) != digest:
+            raise KeyStoreError(f"ciphertext {path} is missing or does not match its header (tampered?)")
+        ct, ok = openfhe.DeserializeCiphertext(str(path), openfhe.BINARY)
+        if not ok:
+            raise KeyStoreError(f"ciphertext {path} could not be read")
+        cts.append(ct)
+    return cts

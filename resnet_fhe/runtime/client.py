@@ -1,0 +1,105 @@
+"""The client: makes the context and every key, keeps the secret key, encrypts images, decrypts logits."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, bootstrap_slot_counts, build_context
+from resnet_fhe.errors import InputError
+from resnet_fhe.plan.ops import LinearTransform, RotateSum
+from resnet_fhe.plan.plan import Plan
+from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
+from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified, write_manifest
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def phase_key_sets(plan: Plan) -> dict[str, list[int]]:
+    """Op name -> the rotation keys it needs (ops with none are absent)."""
+    return {op.name: sorted(op.rotation_keys()) for op in plan.ops
+            if isinstance(op, LinearTransform | RotateSum) and op.rotation_keys()}
+
+
+class Client:
+    def __init__(self, server_dir: Path, client_dir: Path):
+        import openfhe
+
+        self.server_dir, self.client_dir = Path(server_dir), Path(client_dir)
+        self.manifest = read_manifest(self.server_dir)
+        self.plan = Plan.load(verified(self.server_dir, self.manifest, "plan.json"))
+        context_path = verified(self.server_dir, self.manifest, "context.bin")
+        self.context, ok = openfhe.DeserializeCryptoContext(str(context_path), openfhe.BINARY)
+        self.public_key, ok_pk = openfhe.DeserializePublicKey(str(self.client_dir / "public_key.bin"), openfhe.BINARY)
+        self.secret_key, ok_sk = openfhe.DeserializePrivateKey(str(self.client_dir / "secret_key.bin"), openfhe.BINARY)
+        if not (ok and ok_pk and ok_sk):
+            raise KeyStoreError(f"could not read the client keys in {self.client_dir}")
+        self.backend = OpenFHEBackend(self.plan, self.context)
+
+    @classmethod
+    def keygen(cls, plan: Plan, server_dir: Path, client_dir: Path) -> Client:
+        """Writes the key store: one rotation-key file per distinct phase key set, one bootstrap-key file
+        per slot count, the secret key only under client_dir."""
+        import openfhe
+
+        started = time.perf_counter()
+        server_dir, client_dir = Path(server_dir), Path(client_dir)
+        for folder in (server_dir / "phases", server_dir / "bootstrap", client_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        context = build_context(plan.params)
+        slot_counts = bootstrap_slot_counts(plan)
+        for slots in slot_counts:
+            context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
+        pair = context.KeyGen()
+        context.EvalMultKeyGen(pair.secretKey)
+        ok = openfhe.SerializeToFile(str(server_dir / "context.bin"), context, openfhe.BINARY)
+        ok &= openfhe.SerializeToFile(str(client_dir / "public_key.bin"), pair.publicKey, openfhe.BINARY)
+        ok &= openfhe.SerializeToFile(str(client_dir / "secret_key.bin"), pair.secretKey, openfhe.BINARY)
+        ok &= context.SerializeEvalMultKey(str(server_dir / "mult_key.bin"), openfhe.BINARY)
+        phases: dict[str, str] = {}
+        files: dict[tuple[int, ...], str] = {}
+        for name, keys in phase_key_sets(plan).items():
+            if tuple(keys) not in files:
+                files[tuple(keys)] = f"phases/{len(files)}.bin"
+                context.ClearEvalAutomorphismKeys()
+                context.EvalRotateKeyGen(pair.secretKey, keys)
+                ok &= context.SerializeEvalAutomorphismKey(str(server_dir / files[tuple(keys)]), openfhe.BINARY)
+            phases[name] = files[tuple(keys)]
+        tag = pair.secretKey.GetKeyTag()
+        for slots in slot_counts:
+            context.ClearEvalAutomorphismKeys()
+            context.EvalBootstrapKeyGen(pair.secretKey, slots)
+            ok &= openfhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), openfhe.BINARY,
+                                                    context, tag, slots)
+        context.ClearEvalAutomorphismKeys()
+        if not ok:
+            raise KeyStoreError(f"writing the key store under {server_dir} failed")
+        plan.save(server_dir / "plan.json")
+        store_id = hashlib.sha256((plan.constants_sha256 + tag).encode()).hexdigest()[:32]
+        write_manifest(server_dir, {"store_id": store_id, "key_tag": tag, "phases": phases,
+                                    "bootstrap_slots": slot_counts, "params": plan.params.to_dict()})
+        _log(f"keygen: {len(files)} phase key files, {len(slot_counts)} bootstrap key files in "
+             f"{time.perf_counter() - started:.1f} s")
+        return cls(server_dir, client_dir)
+
+    def encrypt(self, image: np.ndarray, folder: Path) -> None:
+        """Raw pixels (C, H, W) uint8, or floats already in [0, 1], into a ciphertext folder."""
+        layout = self.plan.registers[self.plan.input].layout
+        expected = (layout.channels, layout.height, layout.width)
+        if image.shape != expected:
+            raise InputError(f"the model takes an image of shape {expected}, got {image.shape}")
+        pixels = image / 255.0 if image.dtype == np.uint8 else np.asarray(image, dtype=np.float64)
+        if not np.issubdtype(pixels.dtype, np.floating) or pixels.min() < 0 or pixels.max() > 1:
+            raise InputError("pixels must be uint8, or floats in [0, 1]")
+        cts = self.backend.encrypt(pixels, self.public_key)
+        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"])
+
+    def decrypt(self, folder: Path) -> np.ndarray:
+        cts = read_ciphertexts(Path(folder), self.plan.output, self.manifest["store_id"])
+        return self.backend.decrypt(cts, self.secret_key)

@@ -1,0 +1,63 @@
+"""The on-disk key store shared by client and server.
+
+    <store>/server/   everything the server may see: manifest.json, plan.json + plan.npz, context.bin,
+                      mult_key.bin, phases/<n>.bin (one op's rotation keys), bootstrap/<slots>.bin
+    <store>/client/   secret_key.bin and public_key.bin: never handed to the server
+
+The manifest records the sha256 of every server file; the server checks each file before loading it,
+so a truncated, swapped or edited key fails with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from resnet_fhe.errors import ResnetFheError
+
+MANIFEST = "manifest.json"
+FORMAT = "resnet-fhe-keystore"
+
+
+class KeyStoreError(ResnetFheError):
+    """A key store or ciphertext file is missing, tampered with, or belongs to another plan."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(server_dir: Path, fields: dict) -> None:
+    files = {str(p.relative_to(server_dir)): sha256_file(p) for p in sorted(server_dir.rglob("*"))
+             if p.is_file() and p.name != MANIFEST}
+    (server_dir / MANIFEST).write_text(json.dumps({"format": FORMAT, **fields, "files": files}, indent=1) + "\n")
+
+
+def read_manifest(server_dir: Path) -> dict:
+    path = server_dir / MANIFEST
+    if not path.is_file():
+        raise KeyStoreError(f"{server_dir} is not a key store's server part (no {MANIFEST}); run `resnet-fhe keygen`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise KeyStoreError(f"{path} is not valid JSON ({exc})") from exc
+    if manifest.get("format") != FORMAT:
+        raise KeyStoreError(f"{path} is not a {FORMAT} manifest")
+    return manifest
+
+
+def verified(server_dir: Path, manifest: dict, name: str) -> Path:
+    """The path of a server file after checking it against the manifest."""
+    path = server_dir / name
+    expected = manifest["files"].get(name)
+    if expected is None or not path.is_file():
+        raise KeyStoreError(f"key store file {path} is missing or not listed in the manifest")
+    if sha256_file(path) != expected:
+        raise KeyStoreError(f"key store file {path} does not match its sha256 in the manifest (tampered or "
+                            "from another key store)")
+    return path

@@ -1,0 +1,80 @@
+"""Client/server split at the INSECURE toy preset: the server runs in its own process from the key
+store's server part alone, and rejects tampered or mismatched files."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_fhe.backends.simulator import SimulatorBackend
+from tests.helpers import random_images, toy_resnet_plan
+
+runtime = pytest.importorskip("resnet_fhe.runtime")
+ROOT = Path(__file__).resolve().parents[1]
+SERVE = "import sys; from resnet_fhe.runtime import Server; Server(sys.argv[1]).infer(sys.argv[2], sys.argv[3])"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    base = tmp_path_factory.mktemp("store")
+    plan = toy_resnet_plan()
+    client = runtime.Client.keygen(plan, base / "server", base / "client-secret")
+    return plan, client, base
+
+
+def _serve(server_dir, input_dir, output_dir):
+    return subprocess.run([sys.executable, "-c", SERVE, str(server_dir), str(input_dir), str(output_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_server_process_needs_no_secret_key(store):
+    plan, client, base = store
+    server_dir = base / "server"
+    secret = (base / "client-secret" / "secret_key.bin").read_bytes()
+    for path in server_dir.rglob("*"):
+        if path.is_file():
+            assert secret[-64:] not in path.read_bytes(), f"{path} contains the secret key"
+    image = random_images(1, (1, 8, 8), seed=21).images[0]
+    client.encrypt(image, base / "query")
+    done = _serve(server_dir, base / "query", base / "answer")
+    assert done.returncode == 0, done.stderr
+    logits = client.decrypt(base / "answer")
+    expected = SimulatorBackend(plan).run(image[None] / 255.0)[0]
+    assert np.max(np.abs(logits - expected)) < 0.02 * max(1.0, np.max(np.abs(expected)))
+
+
+def test_tampered_key_file_is_rejected(store, tmp_path):
+    import shutil
+
+    _, client, base = store
+    copy = tmp_path / "server"
+    shutil.copytree(base / "server", copy)
+    victim = next((copy / "phases").glob("*.bin"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    client.encrypt(random_images(1, (1, 8, 8), seed=22).images[0], tmp_path / "query")
+    done = _serve(copy, tmp_path / "query", tmp_path / "answer")
+    assert done.returncode != 0 and "does not match its sha256" in done.stderr and victim.name in done.stderr
+
+
+def test_mismatched_or_tampered_ciphertext_is_rejected(store, tmp_path):
+    _, client, base = store
+    client.encrypt(random_images(1, (1, 8, 8), seed=23).images[0], tmp_path / "query")
+    with pytest.raises(runtime.KeyStoreError, match="holds"):
+        client.decrypt(tmp_path / "query")  # an input is not an output
+    ct = tmp_path / "query" / "ct0.bin"
+    ct.write_bytes(ct.read_bytes()[:-10])
+    server = runtime.Server(base / "server")
+    with pytest.raises(runtime.KeyStoreError, match="tampered"):
+        server.infer(tmp_path / "query", tmp_path / "answer")
+
+
+def test_client_rejects_wrong_image(store):
+    from resnet_fhe.errors import InputError
+
+    _, client, base = store
+    with pytest.raises(InputError, match="shape"):
+        client.encrypt(np.zeros((3, 32, 32), np.uint8), base / "bad")
