@@ -124,6 +124,63 @@ def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any
     return np.concatenate(parts)
 
 
+def _refuse_insecure(params, allowed: bool) -> None:
+    if params.insecure and not allowed:
+        raise ResnetFheError(f"preset {params.name} is INSECURE ({params.security}); pass --insecure to use it "
+                             "anyway (tests and experiments only)")
+
+
+def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
+    from resnet_fhe.runtime import Client
+
+    plan = compile_plan(args)
+    _refuse_insecure(plan.params, args.insecure)
+    started = time.perf_counter()
+    Client.keygen(plan, args.store / "server", args.store / "client")
+    size = sum(p.stat().st_size for p in (args.store / "server").rglob("*") if p.is_file())
+    result = {"store": str(args.store), "seconds": round(time.perf_counter() - started, 1),
+              "server_bytes": size, "preset": plan.params.name}
+    print(f"key store {args.store}: server part {size / 1e9:.2f} GB (give only {args.store / 'server'} to the "
+          f"server), secret key in {args.store / 'client'}")
+    return result
+
+
+def cmd_encrypt(args: argparse.Namespace) -> dict[str, Any]:
+    from resnet_fhe.runtime import Client
+
+    data = _dataset(args)
+    client = Client(args.store / "server", args.store / "client")
+    client.encrypt(data.images[0], args.output)
+    print(f"encrypted {data.source} image {args.start} (label {int(data.labels[0])}) into {args.output}")
+    return {"ciphertext": str(args.output), "label": int(data.labels[0])}
+
+
+def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
+    from resnet_fhe.plan.summary import layer_rows
+    from resnet_fhe.profiling import MemoryGuard, RssSampler, check_estimate
+    from resnet_fhe.runtime import Server
+
+    server = Server(args.server)
+    check_estimate(max(r["memory_gb"] for r in layer_rows(server.plan)), args.budget_gb, server.plan.model)
+    started = time.perf_counter()
+    with RssSampler() as sampler:
+        guard = MemoryGuard(sampler, args.budget_gb)
+        server.infer(args.input, args.output, guard=guard)
+    seconds = time.perf_counter() - started
+    print(f"evaluated {args.input} -> {args.output} in {seconds:.1f} s, peak RSS {sampler.peak / 1e9:.2f} GB")
+    return {"seconds": round(seconds, 2), "peak_rss_gb": sampler.peak / 1e9,
+            "layers": [p.to_dict() for p in guard.profiles]}
+
+
+def cmd_decrypt(args: argparse.Namespace) -> dict[str, Any]:
+    from resnet_fhe.runtime import Client
+
+    logits = Client(args.store / "server", args.store / "client").decrypt(args.input)
+    predicted = int(np.argmax(logits))
+    print(f"class {predicted}; logits {np.array2string(logits, precision=4)}")
+    return {"class": predicted, "logits": logits.tolist()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnet-fhe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +203,38 @@ def build_parser() -> argparse.ArgumentParser:
                              help="plan JSON path (default circuits/<model>-<preset>.json; .npz and .md beside)")
     compile_cmd.add_argument("--json", type=Path, default=None, help="also write the result here")
     compile_cmd.set_defaults(handler=cmd_compile)
+
+    keygen = commands.add_parser("keygen", help="client: make the context and keys, write a key store")
+    plan_options(keygen)
+    keygen.add_argument("--plan", type=Path, default=None, help="a saved plan JSON (instead of compiling)")
+    keygen.add_argument("--store", type=Path, required=True, help="key store folder (server/ and client/)")
+    keygen.add_argument("--insecure", action="store_true", help="allow an insecure test preset")
+    keygen.add_argument("--json", type=Path, default=None)
+    keygen.set_defaults(handler=cmd_keygen)
+
+    encrypt = commands.add_parser("encrypt", help="client: encrypt one CIFAR-10 image")
+    encrypt.add_argument("--store", type=Path, required=True)
+    encrypt.add_argument("--start", type=int, default=0, help="index of the image")
+    encrypt.add_argument("--split", choices=["test", "train"], default="test")
+    encrypt.add_argument("--data-dir", type=Path, default=None)
+    encrypt.add_argument("--sample", action="store_true", help="take it from the shipped test sample")
+    encrypt.add_argument("--output", type=Path, required=True, help="ciphertext folder to write")
+    encrypt.add_argument("--json", type=Path, default=None)
+    encrypt.set_defaults(handler=cmd_encrypt, images=1)
+
+    infer = commands.add_parser("infer", help="server: evaluate a ciphertext with the key store's server part")
+    infer.add_argument("--server", type=Path, required=True, help="the key store's server/ folder")
+    infer.add_argument("--input", type=Path, required=True)
+    infer.add_argument("--output", type=Path, required=True)
+    infer.add_argument("--budget-gb", type=float, default=15.0, help="memory budget (default 15 GB)")
+    infer.add_argument("--json", type=Path, default=None, help="per-layer profile")
+    infer.set_defaults(handler=cmd_infer)
+
+    decrypt = commands.add_parser("decrypt", help="client: decrypt the logits")
+    decrypt.add_argument("--store", type=Path, required=True)
+    decrypt.add_argument("--input", type=Path, required=True)
+    decrypt.add_argument("--json", type=Path, default=None)
+    decrypt.set_defaults(handler=cmd_decrypt)
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a model on CIFAR-10")
     plan_options(evaluate)
