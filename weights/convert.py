@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from resnet_fhe.errors import ResnetFheError
-from resnet_fhe.models.convert import convert_state_dict, read_state_dict, sha256_of
+from resnet_fhe.hashing import sha256_file
+from resnet_fhe.models.convert import convert_state_dict, read_state_dict
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "weights"
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ResnetFheError(f"{source} not found")
             origin = ORIGIN if source.parent == SHARED else "user supplied"
             weights = convert_state_dict(read_state_dict(source), {
-                "file": source.name, "sha256": sha256_of(source), "origin": origin})
+                "file": source.name, "sha256": sha256_file(source), "origin": origin})
             target = args.output or HERE / f"{source.stem.split('-')[0]}.npz"
             weights.save(target)
             print(f"{source} -> {target}", file=sys.stderr)

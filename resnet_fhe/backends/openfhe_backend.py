@@ -68,11 +68,17 @@ class KeySet:
     secret_key: object
 
 
-def generate_keys(plan: Plan) -> KeySet:
+def context_for_plan(plan: Plan):
+    """The preset's context with bootstrapping precomputed for every slot count the plan bootstraps at."""
     context = build_context(plan.params)
-    slot_counts = bootstrap_slot_counts(plan)
-    for slots in slot_counts:
+    for slots in bootstrap_slot_counts(plan):
         context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
+    return context
+
+
+def generate_keys(plan: Plan) -> KeySet:
+    context = context_for_plan(plan)
+    slot_counts = bootstrap_slot_counts(plan)
     pair = context.KeyGen()
     context.EvalMultKeyGen(pair.secretKey)
     context.EvalRotateKeyGen(pair.secretKey, plan_rotation_keys(plan))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from resnet_fhe.runtime.keystore import KeyStoreError, sha256_file
+from resnet_fhe.hashing import sha256_file
+from resnet_fhe.runtime.keystore import KeyStoreError
 
 HEADER = "header.json"
 

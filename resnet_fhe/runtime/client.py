@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, bootstrap_slot_counts, build_context
+from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, bootstrap_slot_counts, context_for_plan
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.ops import LinearTransform, RotateSum
 from resnet_fhe.plan.plan import Plan
@@ -52,10 +52,8 @@ class Client:
         server_dir, client_dir = Path(server_dir), Path(client_dir)
         for folder in (server_dir / "phases", server_dir / "bootstrap", client_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        context = build_context(plan.params)
+        context = context_for_plan(plan)
         slot_counts = bootstrap_slot_counts(plan)
-        for slots in slot_counts:
-            context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
         pair = context.KeyGen()
         context.EvalMultKeyGen(pair.secretKey)
         ok = openfhe.SerializeToFile(str(server_dir / "context.bin"), context, openfhe.BINARY)

@@ -10,11 +10,11 @@ so a truncated, swapped or edited key fails with a message naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from resnet_fhe.errors import ResnetFheError
+from resnet_fhe.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "resnet-fhe-keystore"
@@ -22,14 +22,6 @@ FORMAT = "resnet-fhe-keystore"
 
 class KeyStoreError(ResnetFheError):
     """A key store or ciphertext file is missing, tampered with, or belongs to another plan."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_manifest(server_dir: Path, fields: dict) -> None:
