@@ -164,7 +164,7 @@ def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
     check_estimate(max(r["memory_gb"] for r in layer_rows(server.plan)), args.budget_gb, server.plan.model)
     started = time.perf_counter()
     with RssSampler() as sampler:
-        guard = MemoryGuard(sampler, args.budget_gb)
+        guard = MemoryGuard(sampler, args.budget_gb, progress=True)
         server.infer(args.input, args.output, guard=guard)
     seconds = time.perf_counter() - started
     print(f"evaluated {args.input} -> {args.output} in {seconds:.1f} s, peak RSS {sampler.peak / 1e9:.2f} GB")

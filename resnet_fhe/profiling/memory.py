@@ -8,6 +8,7 @@ crossed the budget, and the pre-run check refuses plans whose estimate cannot fi
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -93,6 +94,7 @@ class MemoryGuard:
 
     sampler: RssSampler
     budget_gb: float
+    progress: bool = False  # one stderr line per finished layer, for long encrypted runs
     profiles: list[LayerProfile] = field(default_factory=list)
     _started: float = 0.0
     _rss_start: int = 0
@@ -105,6 +107,10 @@ class MemoryGuard:
                 f"stopped cleanly after {self.profiles[-1].layer if self.profiles else 'start'}"
             )
         if not self.profiles or self.profiles[-1].layer != layer:
+            if self.progress and self.profiles:
+                last = self.profiles[-1]
+                print(f"  {last.layer}: {last.seconds:.1f} s, levels {last.level_in}->{last.level_out}, "
+                      f"peak RSS {last.rss_peak_gb:.2f} GB", file=sys.stderr, flush=True)
             self._started = time.perf_counter()
             self._rss_start = self.sampler.start_window()
 
