@@ -131,15 +131,17 @@ def _refuse_insecure(params, allowed: bool) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
+    from resnet_fhe.profiling import RssSampler
     from resnet_fhe.runtime import Client
 
     plan = compile_plan(args)
     _refuse_insecure(plan.params, args.insecure)
     started = time.perf_counter()
-    Client.keygen(plan, args.store / "server", args.store / "client")
+    with RssSampler() as sampler:
+        Client.keygen(plan, args.store / "server", args.store / "client")
     size = sum(p.stat().st_size for p in (args.store / "server").rglob("*") if p.is_file())
     result = {"store": str(args.store), "seconds": round(time.perf_counter() - started, 1),
-              "server_bytes": size, "preset": plan.params.name}
+              "server_bytes": size, "preset": plan.params.name, "peak_rss_gb": sampler.peak / 1e9}
     print(f"key store {args.store}: server part {size / 1e9:.2f} GB (give only {args.store / 'server'} to the "
           f"server), secret key in {args.store / 'client'}")
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, bootstrap_slot_counts, context_for_plan
+from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, bootstrap_slot_counts, build_context
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.ops import LinearTransform, RotateSum
 from resnet_fhe.plan.plan import Plan
@@ -52,7 +52,7 @@ class Client:
         server_dir, client_dir = Path(server_dir), Path(client_dir)
         for folder in (server_dir / "phases", server_dir / "bootstrap", client_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        context = context_for_plan(plan)
+        context = build_context(plan.params)
         slot_counts = bootstrap_slot_counts(plan)
         pair = context.KeyGen()
         context.EvalMultKeyGen(pair.secretKey)
@@ -70,11 +70,13 @@ class Client:
                 ok &= context.SerializeEvalAutomorphismKey(str(server_dir / files[tuple(keys)]), openfhe.BINARY)
             phases[name] = files[tuple(keys)]
         tag = pair.secretKey.GetKeyTag()
-        for slots in slot_counts:
+        for slots in slot_counts:  # one slot count at a time: its precomputations alone are gigabytes
             context.ClearEvalAutomorphismKeys()
+            context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
             context.EvalBootstrapKeyGen(pair.secretKey, slots)
             ok &= openfhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), openfhe.BINARY,
                                                     context, tag, slots)
+            context.ClearBootstrapPrecom()
         context.ClearEvalAutomorphismKeys()
         if not ok:
             raise KeyStoreError(f"writing the key store under {server_dir} failed")
