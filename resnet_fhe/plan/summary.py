@@ -83,7 +83,7 @@ def render_summary(plan: Plan) -> str:
         "that op's keys; a layer's row below lists the union over its ops (a strided convolution is a "
         "convolution, a subsample and a pack, each with its own few keys)",
         f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB "
-        "(model in resnet_fhe/plan/cost.py; keys of one phase resident at a time)",
+        "(rough model in resnet_fhe/plan/cost.py: one op's keys plus bootstrapping)",
         f"- calibration: {plan.calibration['images']} training images, margin {plan.calibration['margin']}, "
         f"ReLU error target {plan.calibration['relu_error_target']}",
         f"- constants sha256: `{plan.constants_sha256}`",
