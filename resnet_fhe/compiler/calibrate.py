@@ -57,4 +57,4 @@ def calibrate(graph: Graph, data: Dataset, images: int = 1024, seed: int = 0) ->
         samples[name] = rng.choice(values, size=min(len(values), SAMPLES_PER_ACTIVATION), replace=False)
     if any(v == 0 or not np.isfinite(v) for v in ranges.values()):
         raise CalibrationError("a tensor is identically zero or not finite on the calibration images")
-    return Calibration(ranges, samples, len(chosen), data.source)
+    return Calibration(ranges, samples, len(chosen), ", ".join(data.files) if data.files else data.source)

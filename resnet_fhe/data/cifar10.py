@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -30,13 +30,15 @@ _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 class Dataset:
     """Images with labels and where they came from.
 
-    `split` is "train" or "test"; `source` names the files, for reports.
+    `split` is "train" or "test"; `source` names the files with their paths, for logs; `files` holds the
+    bare file names, which plans record so that a compiled plan does not depend on where the data lives.
     """
 
     images: np.ndarray  # uint8 (N, C, H, W)
     labels: np.ndarray  # int64 (N,)
     split: str
     source: str
+    files: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,7 +50,7 @@ class Dataset:
         stop = len(self) if count is None else start + count
         if count is not None and (count < 1 or stop > len(self)):
             raise DataError(f"asked for {count} images from index {start}, but {self.source} has {len(self)}")
-        return Dataset(self.images[start:stop], self.labels[start:stop], self.split, self.source)
+        return replace(self, images=self.images[start:stop], labels=self.labels[start:stop])
 
 
 def default_data_dir() -> Path | None:
@@ -81,7 +83,7 @@ def load_cifar10(split: str = "test", data_dir: str | Path | None = None) -> Dat
     batches = [_read_batch(path) for path in paths]
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
-    return Dataset(images, labels, split, ", ".join(str(p) for p in paths))
+    return Dataset(images, labels, split, ", ".join(str(p) for p in paths), tuple(p.name for p in paths))
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
