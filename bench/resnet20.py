@@ -6,10 +6,11 @@ and the plan runs in the slot-exact simulator with the preset's CKKS noise model
 layer the plan's levels, bootstraps, rotation keys and estimated memory.
 
 --encrypted runs real CKKS instead: client keygen into a key store, encryption, the server evaluating
-with per-phase keys under the memory budget, decryption, and a measured per-layer profile. No 128-bit
-encrypted run has been made yet (see README); --insecure allows the toy preset for a quick try.
+with per-phase keys under the memory budget, decryption, and a measured per-layer profile: time, the
+plan's memory estimate beside the measured RSS, and with --plot a PNG chart of both. --insecure allows
+the toy preset for a quick try.
 
-    .venv/bin/python bench/resnet20.py [--images N] [--encrypted [--store DIR] [--budget-gb 15]] [--json PATH]
+    .venv/bin/python bench/resnet20.py [--images N] [--encrypted [--store DIR] [--budget-gb 15] [--plot PNG]]
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", default="default-128")
     parser.add_argument("--images", type=int, default=1, help="images from the shipped test sample")
     parser.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 batches (training images calibrate)")
-    parser.add_argument("--calibration-images", type=int, default=1024)
+    parser.add_argument("--calibration-images", type=int, default=None,
+                        help="training images that calibrate the activation ranges (default: the compiler's)")
     parser.add_argument("--no-noise", action="store_true", help="simulate without the CKKS noise model")
     parser.add_argument("--encrypted", action="store_true", help="real CKKS with OpenFHE instead of the simulator")
     parser.add_argument("--store", type=Path, default=None, help="key store folder (default: a temporary one)")
@@ -42,6 +44,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads for OpenFHE")
     parser.add_argument("--insecure", action="store_true", help="allow an insecure test preset")
     parser.add_argument("--json", type=Path, default=Path("results/resnet20.json"))
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG chart of time and memory per layer (encrypted runs; needs matplotlib)")
     return parser.parse_args(argv)
 
 
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from resnet_fhe.compiler import CompileOptions, compile_model
+    from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
     from resnet_fhe.data import CIFAR10_CLASSES, load_sample
     from resnet_fhe.ir import run_graph
     from resnet_fhe.models import load_model
@@ -68,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from resnet_fhe.profiling import check_estimate
 
     sample = load_sample().take(args.images)
-    log(f"compiling {args.model} for preset {args.preset} (calibration: {args.calibration_images} training images)")
+    calibration_images = args.calibration_images or DEFAULT_CALIBRATION_IMAGES
+    log(f"compiling {args.model} for preset {args.preset} (calibration: {calibration_images} training images)")
     started = time.perf_counter()
-    plan = compile_model(args.model, args.preset, CompileOptions(), args.calibration_images, args.data_dir)
+    plan = compile_model(args.model, args.preset, CompileOptions(), calibration_images, args.data_dir)
     compile_seconds = time.perf_counter() - started
     if plan.params.insecure and not args.insecure:
         log(f"error: preset {plan.params.name} is INSECURE ({plan.params.security}); pass --insecure to use it")
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         check_estimate(estimate, args.budget_gb, f"{args.model}/{plan.params.name}")
         outputs, measured = encrypted_logits(plan, sample.images, args)
         summary.update(mode="encrypted", encrypted=True, **measured)
+        report_memory(summary, args)
     else:
         from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend
 
@@ -115,6 +122,20 @@ def run(args: argparse.Namespace) -> int:
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     log(f"wrote {args.json}")
     return 0
+
+
+def report_memory(summary: dict, args: argparse.Namespace) -> None:
+    """Predicted vs measured memory per layer (first image), to stderr and the JSON; the chart if asked."""
+    from resnet_fhe.profiling.chart import memory_rows, plot_profile, render_memory_table
+
+    estimates = {r["layer"]: r["memory_gb"] for r in summary["plan_layers"]}
+    rows = memory_rows(summary["profiles"][0]["layers"], estimates)
+    summary["memory_per_layer"] = rows
+    log(render_memory_table(rows))
+    if args.plot is not None:
+        title = (f"{summary['model']} / {summary['preset']}: encrypted, "
+                 f"{summary['seconds_per_image'][0]:.0f} s, peak RSS {summary['peak_rss_gb']:.1f} GB")
+        log(f"wrote {plot_profile(rows, args.plot, title, args.budget_gb)}")
 
 
 def encrypted_logits(plan, raw_images, args):

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
+from resnet_fhe.compiler.compile import CompileOptions
 from resnet_fhe.errors import ResnetFheError
 
 
@@ -47,7 +49,7 @@ def plain_logits(graph, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
 
 def compile_plan(args: argparse.Namespace):
     """A plan from --plan, or compiled now from --model and --preset (calibrated on training images)."""
-    from resnet_fhe.compiler import CompileOptions, compile_model
+    from resnet_fhe.compiler import compile_model
     from resnet_fhe.plan.plan import Plan
 
     if getattr(args, "plan", None):
@@ -190,11 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     def plan_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--model", default="resnet20", help="name in weights/ or a weights .npz path")
         command.add_argument("--preset", default="default-128", help="CKKS preset in circuits/presets/")
-        command.add_argument("--calibration-images", type=int, default=1024,
+        command.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
                              help="training images used to calibrate activation ranges")
-        command.add_argument("--margin", type=float, default=1.25,
+        command.add_argument("--margin", type=float, default=CompileOptions.margin,
                              help="calibrated ranges are scaled to [-1/margin, 1/margin]")
-        command.add_argument("--relu-error", type=float, default=0.02,
+        command.add_argument("--relu-error", type=float, default=CompileOptions.relu_error,
                              help="target relative RMS error of each ReLU polynomial")
         command.add_argument("--data-dir", type=Path, default=None,
                              help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")

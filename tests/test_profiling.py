@@ -6,6 +6,7 @@ import pytest
 from resnet_fhe.backends.simulator import SimulatorBackend
 from resnet_fhe.plan.summary import layer_rows
 from resnet_fhe.profiling import BudgetExceededError, MemoryGuard, RssSampler, check_estimate
+from resnet_fhe.profiling.chart import ChartError, memory_rows, plot_profile, render_memory_table
 from tests.helpers import compile_for_test, random_images, small_cnn
 
 
@@ -29,7 +30,7 @@ def test_live_guard_stops_at_a_named_layer(plan):
             SimulatorBackend(plan).run(images, guard=MemoryGuard(sampler, budget))
         # a budget crossed by the run itself: stops after a named layer, not in the middle of nowhere
         big = random_images(512, (1, 28, 28)).images / 255.0
-        budget = (sampler.current() + 2_000_000) / 1e9
+        budget = (sampler.current() + 50_000_000) / 1e9  # above the encoded input (~7 MB), below conv1 (~180 MB)
         with pytest.raises(BudgetExceededError, match=r"layer \S+ .*over the"):
             SimulatorBackend(plan).run(big, batch_size=512, guard=MemoryGuard(sampler, budget))
 
@@ -42,3 +43,24 @@ def test_profile_has_every_layer_in_order(plan):
     assert logits.shape == (2, 10) and np.all(np.isfinite(logits))
     assert [p.layer for p in guard.profiles] == plan.layers()
     assert all(p.rss_peak_gb >= p.rss_start_gb > 0 and p.seconds >= 0 for p in guard.profiles)
+
+
+def test_memory_table_and_chart_from_a_profile(plan, tmp_path):
+    pytest.importorskip("matplotlib", reason="the chart needs the plot extra (installed with dev)")
+    images = random_images(1, (1, 28, 28)).images / 255.0
+    with RssSampler() as sampler:
+        guard = MemoryGuard(sampler, budget_gb=1000.0)
+        SimulatorBackend(plan).run(images, guard=guard)
+    estimates = {row["layer"]: row["memory_gb"] for row in layer_rows(plan)}
+    rows = memory_rows([p.to_dict() for p in guard.profiles], estimates)
+    assert [r["layer"] for r in rows] == plan.layers()
+    assert all(r["estimated_gb"] == estimates[r["layer"]] for r in rows)
+    table = render_memory_table(rows)
+    assert all(layer in table for layer in plan.layers())
+    png = plot_profile(rows, tmp_path / "chart.png", "small-cnn", budget_gb=15)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chart_without_a_profile_is_a_clear_error(tmp_path):
+    with pytest.raises(ChartError, match="no per-layer profile"):
+        plot_profile([], tmp_path / "chart.png", "empty")

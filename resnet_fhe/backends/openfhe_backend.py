@@ -97,7 +97,7 @@ class OpenFHEBackend:
     def encrypt(self, image: np.ndarray, public_key: object) -> list[object]:
         """A (C, H, W) image of pixels in [0, 1] -> the plan's input ciphertexts (client side)."""
         register = self.plan.registers[self.plan.input]
-        packed = register.layout.pack(np.asarray(image, dtype=np.float64)[None] * register.scale)
+        packed = register.to_slots(np.asarray(image, dtype=np.float64)[None])
         slots = register.layout.slots
         return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, 0, None, slots))
                 for ct in packed]
@@ -110,7 +110,7 @@ class OpenFHEBackend:
             plaintext = self.cc.Decrypt(ct, secret_key)
             plaintext.SetLength(register.layout.slots)
             arrays.append(np.array(plaintext.GetRealPackedValue())[None])
-        return register.layout.unpack(arrays).reshape(-1) / register.scale
+        return register.from_slots(arrays).reshape(-1)
 
     def run(self, cts: list[object], guard=None, keys=None) -> list[object]:
         """The output ciphertexts. `guard` (a profiling.MemoryGuard) is told before and after every op;

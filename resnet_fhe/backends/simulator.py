@@ -72,13 +72,13 @@ class SimulatorBackend:
         expected = (layout.channels, layout.height, layout.width)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise InputError(f"the plan takes images (N, {', '.join(map(str, expected))}), got {images.shape}")
-        return layout.pack(np.asarray(images, dtype=self.dtype) * self.plan.registers[self.plan.input].scale)
+        return self.plan.registers[self.plan.input].to_slots(np.asarray(images, dtype=self.dtype))
 
     def decode_output(self, cts: list[np.ndarray]) -> np.ndarray:
         """The output tensor, flattened per image (logits for a classifier), in true units."""
         register = self.plan.registers[self.plan.output]
-        values = register.layout.unpack([c.astype(np.float64) for c in cts])
-        return values.reshape(len(values), -1) / register.scale
+        values = register.from_slots([c.astype(np.float64) for c in cts])
+        return values.reshape(len(values), -1)
 
     def run(self, images: np.ndarray, batch_size: int = 64, guard=None) -> np.ndarray:
         """Logits (N, classes) for pixels in [0, 1] of shape (N, C, H, W).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resnet_fhe.compiler.calibrate import Calibration
+from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES, Calibration
 from resnet_fhe.compiler.levels import BOOTSTRAP_HEADROOM, place_bootstraps
 from resnet_fhe.compiler.linear import Entries, build_linear_transform
 from resnet_fhe.compiler.lowering import (
@@ -36,11 +36,12 @@ from resnet_fhe.plan.plan import Plan, Register
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """margin: calibrated ranges are mapped to [-1/margin, 1/margin], headroom for unseen inputs.
+    """margin: calibrated ranges are mapped to [-1/margin, 1/margin], headroom for unseen inputs (a
+    polynomial diverges just outside [-1, 1]; 1.4 covers what held-out images reached, see calibrate.py).
     relu_error: target relative RMS error of each ReLU polynomial on its calibration samples.
     max_keys_per_phase: rotation keys one op may need (beside bootstrapping)."""
 
-    margin: float = 1.25
+    margin: float = 1.4
     relu_error: float = 0.02
     max_keys_per_phase: int = 5
 
@@ -59,8 +60,8 @@ class _Lowerer:
         shape = self.graph.shapes[name]
         return Layout.for_shape(shape.channels, shape.height, shape.width, self.params.max_slots)
 
-    def add_register(self, name: str, layout: Layout, scale: float, value_range: float) -> None:
-        self.registers[name] = Register(layout, scale, value_range)
+    def add_register(self, name: str, layout: Layout, scale: np.ndarray, value_range: np.ndarray) -> None:
+        self.registers[name] = Register(layout, list(scale), list(value_range))
 
     def linear(self, name: str, layer: str, source: str, target: str, entries: Entries, step: int,
                keys: list[int], target_layout: Layout, bias: np.ndarray | None = None, reserve: int = 0,
@@ -79,7 +80,8 @@ class _Lowerer:
 
     def lower(self, node: Node) -> None:
         if isinstance(node, Input):
-            self.add_register(node.name, self.layout(node.name), 1.0, self.calibration.ranges[node.name])
+            self.add_register(node.name, self.layout(node.name), self.scales[node.name],
+                              self.calibration.ranges[node.name])
             return
         out_layout = self.layout(node.name)
         scale = self.scales[node.name]
@@ -94,9 +96,9 @@ class _Lowerer:
     def conv(self, node: Conv2d) -> None:
         source = node.inputs[0]
         src, out = self.registers[source].layout, self.registers[node.name].layout
-        factor = self.scales[node.name] / self.scales[source]
-        weight = node.weight * factor
-        bias = None if node.bias is None else bias_vectors(node.bias * self.scales[node.name], out)
+        scale_out = self.scales[node.name]
+        weight = node.weight * (scale_out[:, None] / self.scales[source][None, :])[:, :, None, None]
+        bias = None if node.bias is None else bias_vectors(_per_channel(node.bias, scale_out), out)
         kernel = node.weight.shape[2:]
         if node.stride == 1:
             if (src.height, src.width) != (out.height, out.width):
@@ -110,11 +112,12 @@ class _Lowerer:
         self.linear(f"{node.name}.full", node.name, source, f"{node.name}.full",
                     conv_entries(weight, node.padding, node.stride, src, full), src.block,
                     conv_keys(src, kernel), full, reserve=2)
-        self.compact(node.name, f"{node.name}.full", node.stride, 0, 1.0, bias)
+        self.compact(node.name, f"{node.name}.full", node.stride, 0, np.ones(out.channels), bias)
 
-    def compact(self, layer: str, source: str, stride: int, channel_offset: int, factor: float,
+    def compact(self, layer: str, source: str, stride: int, channel_offset: int, factor: np.ndarray,
                 bias: np.ndarray | None) -> None:
-        """Subsample by `stride` inside each block, then move channels into the output layout."""
+        """Subsample by `stride` inside each block, then move channels into the output layout, multiplying
+        source channel c by factor[c]."""
         src, out = self.registers[source].layout, self.registers[layer].layout
         if stride > 1:
             sub = Layout(src.channels, out.height, out.width, src.block, src.slots)
@@ -131,12 +134,14 @@ class _Lowerer:
 
     def shortcut_a(self, node: ShortcutA) -> None:
         source = node.inputs[0]
-        pad = (node.out_channels - self.graph.shapes[source].channels) // 2
-        self.compact(node.name, source, node.stride, pad, self.scales[node.name] / self.scales[source], None)
+        channels = self.graph.shapes[source].channels
+        pad = (node.out_channels - channels) // 2
+        factor = self.scales[node.name][pad:pad + channels] / self.scales[source]
+        self.compact(node.name, source, node.stride, pad, factor, None)
 
     def relu(self, node: ReLU) -> None:
         source = node.inputs[0]
-        samples = self.calibration.activation_samples[source] * self.scales[source]
+        samples = (self.calibration.activation_samples[source] * self.scales[source][:, None]).ravel()
         # One level for the linear layer that follows, one kept for bootstrapping.
         max_depth = self.params.levels_after_bootstrap - 1 - BOOTSTRAP_HEADROOM
         choice = choose_relu(samples, self.options.relu_error, max_depth)
@@ -150,7 +155,7 @@ class _Lowerer:
     def add(self, node: Add) -> None:
         layout = self.registers[node.name].layout
         for name in node.inputs:
-            if self.registers[name].layout != layout or not np.isclose(self.scales[name], self.scales[node.name]):
+            if self.registers[name].layout != layout or not np.allclose(self.scales[name], self.scales[node.name]):
                 raise CompileError(f"{node.name}: operands differ in layout or scale (a compiler bug)")
         self.ops.append(AddTensors(node.name, node.name, list(node.inputs), node.name, layout.slots,
                                    layout.ciphertexts))
@@ -176,11 +181,17 @@ class _Lowerer:
         source = node.inputs[0]
         src = self.registers[source].layout
         out = Layout(node.weight.shape[0], 1, 1, 1, src.slots)
-        self.registers[node.name] = Register(out, self.scales[node.name], self.calibration.ranges[node.name])
-        weight = node.weight * (self.scales[node.name] / self.scales[source])
-        bias = None if node.bias is None else bias_vectors(node.bias * self.scales[node.name], out)
+        scale_out = self.scales[node.name]
+        self.add_register(node.name, out, scale_out, self.calibration.ranges[node.name])
+        weight = node.weight * (scale_out[:, None] / self.scales[source][None, :])
+        bias = None if node.bias is None else bias_vectors(_per_channel(node.bias, scale_out), out)
         self.linear(node.name, node.name, source, node.name, pooled_linear_entries(src, weight, out), src.block,
                     [-1, src.block], out, bias, purpose="linear")
+
+
+def _per_channel(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A bias of shape (C,) or (C, H, W) times a per-channel scale."""
+    return bias * scale.reshape((-1,) + (1,) * (bias.ndim - 1))
 
 
 def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters,
@@ -199,8 +210,8 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
     return plan
 
 
-def compile_model(model: str, preset: str, options: CompileOptions | None = None, calibration_images: int = 1024,
-                  data_dir: str | None = None) -> Plan:
+def compile_model(model: str, preset: str, options: CompileOptions | None = None,
+                  calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None) -> Plan:
     """The plan for a shipped model name (or weights path) under a named preset, calibrated on
     CIFAR-10 training images: what `resnet-fhe compile` writes to circuits/."""
     from resnet_fhe.compiler.calibrate import calibrate

@@ -31,10 +31,9 @@ def place_bootstraps(ops: list[Op], reserve: dict[str, int], registers: dict[str
         for name in op_inputs(op):
             if remaining[name] < need:
                 register = registers[name]
-                bound = register.range * register.scale
-                if bound > 1.0 + 1e-9:
+                if register.bound > 1.0 + 1e-9:
                     raise CompileError(f"{name} must be bootstrapped before {op.name} but its values reach "
-                                       f"{bound:.3f} > 1 (calibrated range x scale)")
+                                       f"{register.bound:.3f} > 1 (calibrated range x scale)")
                 placed.append(Bootstrap(f"{name}.bootstrap@{op.name}", op.layer, name, name,
                                         register.layout.slots, register.layout.ciphertexts,
                                         level_in=remaining[name], level_out=params.levels_after_bootstrap))

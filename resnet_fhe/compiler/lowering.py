@@ -69,8 +69,9 @@ def subsample_step(source: Layout, stride: int, target: Layout) -> int:
     return stride * source.width - target.width
 
 
-def channel_move_entries(source: Layout, target: Layout, channel_offset: int, scale: float) -> Entries:
-    """Moves channel c of `source` (block size b) to channel c + offset of `target` (block b'), same grid.
+def channel_move_entries(source: Layout, target: Layout, channel_offset: int, scale: np.ndarray) -> Entries:
+    """Moves channel c of `source` (block size b), times scale[c], to channel c + offset of `target`
+    (block b'), same grid.
 
     Giant = c's index within its input ciphertext (step b - b'); the baby absorbs the constant shift of
     each (input ciphertext, output ciphertext) pair, so a few keys suffice.
@@ -84,7 +85,7 @@ def channel_move_entries(source: Layout, target: Layout, channel_offset: int, sc
     step = channel_step(source, target)
     giant = c % source.per_ct if step else np.zeros_like(c)
     baby = (in_slot - out_slot - giant * step) % slots
-    return Entries(out_ct, out_slot, in_ct, in_slot, giant, baby, np.full(len(c), scale))
+    return Entries(out_ct, out_slot, in_ct, in_slot, giant, baby, np.asarray(scale, dtype=np.float64)[c])
 
 
 def channel_step(source: Layout, target: Layout) -> int:

@@ -1,20 +1,31 @@
-"""Which factor each encrypted tensor carries.
+"""Which factor each channel of each encrypted tensor carries.
 
-ReLU is positively homogeneous (relu(a x) = a relu(x) for a > 0), so a tensor can be stored as
-scale * x for any positive scale, and linear layers fold the ratio of scales into their weights for free.
-Tensors tied together (a ReLU's input and output, the operands and result of an Add) must share one
-scale; each tied group takes 1 / (margin * its largest calibrated magnitude), which puts every
-polynomial and bootstrapping input inside [-1/margin, 1/margin].
+ReLU is positively homogeneous (relu(a x) = a relu(x) for a > 0), so channel c of a tensor can be
+stored as scale[c] * x[c] for any positive scale, and linear layers fold the ratio of scales into their
+weights for free. Scaling per channel rather than per tensor matters because channel ranges differ by
+2-4x within a tensor: with one scale most channels would use a fraction of [-1, 1], and a polynomial's
+error is fixed in absolute terms on that interval. Tensors tied together (a ReLU's input and output, the
+operands and result of an Add) must share their scales; each tied group takes, channel by channel,
+1 / (margin * the largest calibrated magnitude), which puts every polynomial and bootstrapping input
+inside [-1/margin, 1/margin].
+
+Channels that are (nearly) dead on the calibration images are given the range
+CHANNEL_FLOOR * the tensor's largest, not their own: a tiny calibrated range would otherwise turn a
+rare unseen activation of that channel into a value far outside [-1, 1].
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from resnet_fhe.compiler.calibrate import Calibration
 from resnet_fhe.errors import CompileError
 from resnet_fhe.ir.graph import Add, AvgPool, Graph, Input, ReLU
 
+CHANNEL_FLOOR = 0.1
 
-def assign_scales(graph: Graph, calibration: Calibration, margin: float) -> dict[str, float]:
+
+def assign_scales(graph: Graph, calibration: Calibration, margin: float) -> dict[str, np.ndarray]:
     if margin < 1.0:
         raise CompileError(f"margin {margin} must be at least 1")
     parent = {node.name: node.name for node in graph.nodes}
@@ -35,20 +46,23 @@ def assign_scales(graph: Graph, calibration: Calibration, margin: float) -> dict
     missing = [n.name for n in graph.nodes if n.name not in calibration.ranges]
     if missing:
         raise CompileError(f"calibration has no range for {missing[:3]}: calibrate this same graph")
-    group_range: dict[str, float] = {}
+    group_range: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         root = find(node.name)
-        group_range[root] = max(group_range.get(root, 0.0), calibration.ranges[node.name])
-    scales: dict[str, float] = {}
+        group_range[root] = np.maximum(group_range.get(root, 0.0), calibration.ranges[node.name])
+    scales: dict[str, np.ndarray] = {}
     for node in graph.nodes:
+        channels = graph.shapes[node.name].channels
         if isinstance(node, Input):
-            scales[node.name] = 1.0  # the client encrypts pixels in [0, 1] as they are
+            scales[node.name] = np.ones(channels)  # the client encrypts pixels in [0, 1] as they are
             if find(node.name) != node.name:
                 raise CompileError("the input cannot feed an activation or a residual add directly")
         elif isinstance(node, AvgPool):
             shape = graph.shapes[node.inputs[0]]
             scales[node.name] = scales[node.inputs[0]] * shape.height * shape.width  # it stores the sum
         else:
+            ranges = group_range[find(node.name)]
+            ranges = np.maximum(ranges, CHANNEL_FLOOR * ranges.max())
             # Rounded so that a plan is bit-for-bit reproducible whatever the BLAS summation order.
-            scales[node.name] = float(f"{1.0 / (margin * group_range[find(node.name)]):.10g}")
+            scales[node.name] = np.array([float(f"{v:.10g}") for v in 1.0 / (margin * ranges)])
     return scales

@@ -26,11 +26,32 @@ PLAN_VERSION = 1
 
 @dataclass
 class Register:
-    """A tensor the circuit holds: its layout, the factor its stored values carry, its calibrated range."""
+    """A tensor the circuit holds: its layout, and per channel the factor its stored values carry and
+    its calibrated range (largest |value| before scaling)."""
 
     layout: Layout
-    scale: float
-    range: float
+    scale: list[float]
+    range: list[float]
+
+    def __post_init__(self) -> None:
+        self.scale = [float(v) for v in np.broadcast_to(self.scale, (self.layout.channels,))]
+        self.range = [float(v) for v in np.broadcast_to(self.range, (self.layout.channels,))]
+
+    @property
+    def bound(self) -> float:
+        """The largest stored |value| on the calibration images."""
+        return max(r * s for r, s in zip(self.range, self.scale, strict=True))
+
+    def _scale_map(self) -> np.ndarray:
+        return np.asarray(self.scale)[:, None, None]
+
+    def to_slots(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """(N, C, H, W) in true units -> one (N, slots) array per ciphertext, scaled."""
+        return self.layout.pack(tensor * self._scale_map().astype(tensor.dtype))
+
+    def from_slots(self, cts: list[np.ndarray]) -> np.ndarray:
+        """The inverse of to_slots: (N, C, H, W) in true units."""
+        return self.layout.unpack(cts) / self._scale_map()
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Per-layer time and memory of an encrypted run, as a table and a PNG chart.
+
+The table puts the plan's memory estimate beside the measured RSS of each layer, so the memory model
+in resnet_fhe.plan.cost can be checked against reality. The chart needs matplotlib (the `plot` extra);
+nothing else in the engine does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnet_fhe.errors import ResnetFheError
+
+
+class ChartError(ResnetFheError):
+    """The chart cannot be drawn (matplotlib missing, or no per-layer profile to draw)."""
+
+
+def memory_rows(layers: list[dict], estimates: dict[str, float]) -> list[dict]:
+    """One row per profiled layer: seconds, bootstraps, the plan's estimate and the measured RSS (GB).
+
+    The measured peak includes what the process holds between layers (context, public keys, the
+    interpreter, resident keys of the current stage); the estimate counts only what the layer needs.
+    """
+    return [{"layer": p["layer"], "seconds": p["seconds"], "bootstraps": p["bootstraps"],
+             "estimated_gb": estimates.get(p["layer"]), "rss_start_gb": round(p["rss_start_gb"], 2),
+             "rss_peak_gb": round(p["rss_peak_gb"], 2)} for p in layers]
+
+
+def render_memory_table(rows: list[dict]) -> str:
+    lines = [f"{'layer':28} {'s':>7} {'boot':>4} {'est GB':>7} {'RSS in':>7} {'RSS peak':>8}"]
+    for r in rows:
+        estimate = "-" if r["estimated_gb"] is None else f"{r['estimated_gb']:.2f}"
+        lines.append(f"{r['layer']:28} {r['seconds']:>7.1f} {r['bootstraps']:>4} {estimate:>7} "
+                     f"{r['rss_start_gb']:>7.2f} {r['rss_peak_gb']:>8.2f}")
+    return "\n".join(lines)
+
+
+def plot_profile(rows: list[dict], path: str | Path, title: str, budget_gb: float | None = None) -> Path:
+    """Writes a two-panel PNG: seconds per layer (bootstrapping layers highlighted) and memory per layer."""
+    if not rows:
+        raise ChartError("no per-layer profile to plot (was this an encrypted run?)")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ChartError("the chart needs matplotlib: pip install 'resnet-fhe[plot]'") from exc
+    names = [r["layer"] for r in rows]
+    positions = range(len(rows))
+    figure, (time_axis, memory_axis) = plt.subplots(2, 1, figsize=(max(8.0, 0.28 * len(rows)), 7), sharex=True)
+    colours = ["tab:red" if r["bootstraps"] else "tab:blue" for r in rows]
+    time_axis.bar(positions, [r["seconds"] for r in rows], color=colours)
+    time_axis.set_ylabel("seconds (red: with bootstrapping)")
+    time_axis.set_title(title)
+    memory_axis.plot(positions, [r["rss_peak_gb"] for r in rows], marker="o", label="measured peak RSS")
+    estimated = [(i, r["estimated_gb"]) for i, r in enumerate(rows) if r["estimated_gb"] is not None]
+    if estimated:
+        memory_axis.plot(*zip(*estimated, strict=True), marker="x", linestyle="--", label="plan estimate (layer only)")
+    if budget_gb is not None:
+        memory_axis.axhline(budget_gb, color="tab:red", linewidth=1, label=f"budget {budget_gb:g} GB")
+    memory_axis.set_ylabel("GB")
+    memory_axis.legend(loc="lower right")
+    memory_axis.set_xticks(list(positions), names, rotation=90, fontsize=7)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
