@@ -72,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from resnet_fhe.plan.summary import layer_rows
     from resnet_fhe.profiling import check_estimate
 
+    if args.plot is not None:
+        if not args.encrypted:
+            log("error: --plot draws the per-layer profile of an encrypted run: add --encrypted")
+            return 2
+        from resnet_fhe.profiling.chart import require_matplotlib
+
+        require_matplotlib()
     sample = load_sample().take(args.images)
     calibration_images = args.calibration_images or DEFAULT_CALIBRATION_IMAGES
     log(f"compiling {args.model} for preset {args.preset} (calibration: {calibration_images} training images)")

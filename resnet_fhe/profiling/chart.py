@@ -36,10 +36,8 @@ def render_memory_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_profile(rows: list[dict], path: str | Path, title: str, budget_gb: float | None = None) -> Path:
-    """Writes a two-panel PNG: seconds per layer (bootstrapping layers highlighted) and memory per layer."""
-    if not rows:
-        raise ChartError("no per-layer profile to plot (was this an encrypted run?)")
+def require_matplotlib():
+    """pyplot on a file-only backend; called before a long run too, so a missing extra fails at once."""
     try:
         import matplotlib
 
@@ -47,6 +45,14 @@ def plot_profile(rows: list[dict], path: str | Path, title: str, budget_gb: floa
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ChartError("the chart needs matplotlib: pip install 'resnet-fhe[plot]'") from exc
+    return plt
+
+
+def plot_profile(rows: list[dict], path: str | Path, title: str, budget_gb: float | None = None) -> Path:
+    """Writes a two-panel PNG: seconds per layer (bootstrapping layers highlighted) and memory per layer."""
+    if not rows:
+        raise ChartError("no per-layer profile to plot (was this an encrypted run?)")
+    plt = require_matplotlib()
     names = [r["layer"] for r in rows]
     positions = range(len(rows))
     figure, (time_axis, memory_axis) = plt.subplots(2, 1, figsize=(max(8.0, 0.28 * len(rows)), 7), sharex=True)
