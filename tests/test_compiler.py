@@ -108,3 +108,25 @@ def test_margin_must_be_at_least_one():
     calibration = calibrate(graph, random_images(8, (1, 28, 28)))
     with pytest.raises(CompileError, match="margin"):
         compile_graph(graph, calibration, toy_params(), CompileOptions(margin=0.5))
+
+
+def test_scales_are_per_channel_tied_across_residuals_and_floored():
+    from resnet_fhe.compiler.scales import CHANNEL_FLOOR, assign_scales
+    from resnet_fhe.ir.graph import Add, ReLU
+
+    spec = ResNetSpec(depth=8, widths=(4, 8, 16), input_shape=(3, 16, 16))
+    graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=5), fold_normalization=True))
+    calibration = calibrate(graph, random_images(32, (3, 16, 16)), images=32)
+    scales = assign_scales(graph, calibration, margin=1.5)
+    for node in graph.nodes:
+        assert scales[node.name].shape == (graph.shapes[node.name].channels,)
+        if isinstance(node, ReLU | Add):
+            for name in node.inputs:  # tied: same factor channel by channel
+                np.testing.assert_allclose(scales[name], scales[node.name])
+    relu_input = next(node.inputs[0] for node in graph.nodes if isinstance(node, ReLU))
+    bound = calibration.ranges[relu_input] * scales[relu_input]
+    assert np.all(bound <= 1 / 1.5 + 1e-9)  # every calibrated channel lands inside [-1/margin, 1/margin]
+    # a dead channel is not blown up: its factor is at most 1 / (margin * floor * the tensor's largest range)
+    largest = calibration.ranges[relu_input].max()
+    assert np.all(scales[relu_input] <= 1 / (1.5 * CHANNEL_FLOOR * largest) * (1 + 1e-9))
+    assert len(set(np.round(scales[relu_input], 12))) > 1  # channels really get their own factors
