@@ -18,18 +18,6 @@ import sys
 import numpy as np
 
 
-def channel_maxima(graph, images: np.ndarray) -> dict[str, np.ndarray]:
-    from resnet_fhe.ir.interpret import run_graph
-
-    maxima: dict[str, np.ndarray] = {}
-
-    def observe(node, value: np.ndarray) -> None:
-        maxima[node.name] = np.maximum(maxima.get(node.name, 0.0), np.max(np.abs(value), axis=(0, 2, 3)))
-
-    run_graph(graph, images.astype(np.float64) / 255, observe=observe, batch_size=100)
-    return maxima
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet20")
@@ -38,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
 
+    from resnet_fhe.compiler.calibrate import calibrate
     from resnet_fhe.compiler.scales import CHANNEL_FLOOR
     from resnet_fhe.data import load_cifar10
     from resnet_fhe.errors import ResnetFheError
@@ -54,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     activation_inputs = [node.inputs[0] for node in graph.nodes if isinstance(node, ReLU)]
-    unseen = channel_maxima(graph, train.images[first_unseen:first_unseen + args.held_out])
+    unseen = calibrate(graph, train.take(args.held_out, first_unseen), images=args.held_out).ranges
     report = {"model": args.model, "held_out": args.held_out, "calibrations": {}}
     for count in args.calibration:
-        seen = channel_maxima(graph, train.images[:count])
+        seen = calibrate(graph, train.take(count), images=count).ranges
         ratios = {}
         for name in activation_inputs:
             # the compiler floors a channel's range at CHANNEL_FLOOR x the tensor's largest

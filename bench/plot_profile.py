@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from resnet_fhe.errors import ResnetFheError
-from resnet_fhe.profiling.chart import memory_rows, plot_profile, render_memory_table
+from resnet_fhe.profiling.chart import plot_profile, render_memory_table, run_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-gb", type=float, default=15.0, help="budget line on the memory panel")
     args = parser.parse_args(argv)
     try:
-        summary = json.loads(args.result.read_text())
-        profiles = summary.get("profiles") or []
-        if not profiles:
-            raise ResnetFheError(f"{args.result} holds no per-layer profile: it is not an encrypted run")
-        estimates = {r["layer"]: r["memory_gb"] for r in summary.get("plan_layers", [])}
-        rows = memory_rows(profiles[0]["layers"], estimates)
+        rows, title = run_report(json.loads(args.result.read_text()))
         print(render_memory_table(rows))
-        title = (f"{summary['model']} / {summary['preset']}: encrypted, {profiles[0]['seconds']:.0f} s, "
-                 f"peak RSS {summary['peak_rss_gb']:.1f} GB")
         print(f"wrote {plot_profile(rows, args.output, title, args.budget_gb)}", file=sys.stderr)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: cannot read {args.result}: {exc}", file=sys.stderr)

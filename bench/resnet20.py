@@ -133,15 +133,12 @@ def run(args: argparse.Namespace) -> int:
 
 def report_memory(summary: dict, args: argparse.Namespace) -> None:
     """Predicted vs measured memory per layer (first image), to stderr and the JSON; the chart if asked."""
-    from resnet_fhe.profiling.chart import memory_rows, plot_profile, render_memory_table
+    from resnet_fhe.profiling.chart import plot_profile, render_memory_table, run_report
 
-    estimates = {r["layer"]: r["memory_gb"] for r in summary["plan_layers"]}
-    rows = memory_rows(summary["profiles"][0]["layers"], estimates)
+    rows, title = run_report(summary)
     summary["memory_per_layer"] = rows
     log(render_memory_table(rows))
     if args.plot is not None:
-        title = (f"{summary['model']} / {summary['preset']}: encrypted, "
-                 f"{summary['seconds_per_image'][0]:.0f} s, peak RSS {summary['peak_rss_gb']:.1f} GB")
         log(f"wrote {plot_profile(rows, args.plot, title, args.budget_gb)}")
 
 

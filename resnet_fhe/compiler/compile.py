@@ -98,7 +98,7 @@ class _Lowerer:
         src, out = self.registers[source].layout, self.registers[node.name].layout
         scale_out = self.scales[node.name]
         weight = node.weight * (scale_out[:, None] / self.scales[source][None, :])[:, :, None, None]
-        bias = None if node.bias is None else bias_vectors(_per_channel(node.bias, scale_out), out)
+        bias = None if node.bias is None else bias_vectors(_scale_channels(node.bias, scale_out), out)
         kernel = node.weight.shape[2:]
         if node.stride == 1:
             if (src.height, src.width) != (out.height, out.width):
@@ -184,12 +184,12 @@ class _Lowerer:
         scale_out = self.scales[node.name]
         self.add_register(node.name, out, scale_out, self.calibration.ranges[node.name])
         weight = node.weight * (scale_out[:, None] / self.scales[source][None, :])
-        bias = None if node.bias is None else bias_vectors(_per_channel(node.bias, scale_out), out)
+        bias = None if node.bias is None else bias_vectors(_scale_channels(node.bias, scale_out), out)
         self.linear(node.name, node.name, source, node.name, pooled_linear_entries(src, weight, out), src.block,
                     [-1, src.block], out, bias, purpose="linear")
 
 
-def _per_channel(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _scale_channels(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """A bias of shape (C,) or (C, H, W) times a per-channel scale."""
     return bias * scale.reshape((-1,) + (1,) * (bias.ndim - 1))
 

@@ -27,6 +27,17 @@ def memory_rows(layers: list[dict], estimates: dict[str, float]) -> list[dict]:
              "rss_peak_gb": round(p["rss_peak_gb"], 2)} for p in layers]
 
 
+def run_report(summary: dict) -> tuple[list[dict], str]:
+    """The memory rows of an encrypted bench result's first image, and a chart title naming the run."""
+    profiles = summary.get("profiles") or []
+    if not profiles:
+        raise ChartError("the result holds no per-layer profile: it is not an encrypted run")
+    estimates = {r["layer"]: r["memory_gb"] for r in summary.get("plan_layers", [])}
+    title = (f"{summary['model']} / {summary['preset']}: encrypted, {profiles[0]['seconds']:.0f} s, "
+             f"peak RSS {summary['peak_rss_gb']:.1f} GB")
+    return memory_rows(profiles[0]["layers"], estimates), title
+
+
 def render_memory_table(rows: list[dict]) -> str:
     lines = [f"{'layer':28} {'s':>7} {'boot':>4} {'est GB':>7} {'RSS in':>7} {'RSS peak':>8}"]
     for r in rows:
