@@ -38,3 +38,14 @@ def test_encrypted_small_cnn_matches_simulator(setup):
     for image, want in zip(images, expected, strict=True):
         got = backend.decrypt(backend.run(backend.encrypt(image, keys.public_key)), keys.secret_key)
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_batch_matches_single_image_runs(setup):
+    plan, keys, backend = setup
+    images = random_images(2, (1, 8, 8), seed=13).images / 255.0
+    batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
+    expected = SimulatorBackend(plan).run(images)
+    assert len(batch) == 2
+    for cts, want in zip(batch, expected, strict=True):  # each image keeps its own result, in order
+        got = backend.decrypt(cts, keys.secret_key)
+        assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))

@@ -78,3 +78,56 @@ def test_client_rejects_wrong_image(store):
     _, client, base = store
     with pytest.raises(InputError, match="shape"):
         client.encrypt(np.zeros((3, 32, 32), np.uint8), base / "bad")
+
+
+def test_server_batch_loads_each_phase_once_and_profiles_key_loading(store, tmp_path):
+    from resnet_fhe.profiling import MemoryGuard, RssSampler
+
+    plan, client, base = store
+    images = random_images(2, (1, 8, 8), seed=24).images
+    folders = [(tmp_path / f"query{i}", tmp_path / f"answer{i}") for i in range(2)]
+    for image, (query, _) in zip(images, folders, strict=True):
+        client.encrypt(image, query)
+    server = runtime.Server(base / "server")
+    loads = []
+    original = server.file
+    server.file = lambda name: loads.append(name) or original(name)
+    server.infer_batch(folders[:1])
+    single = list(loads)
+    loads.clear()
+    with RssSampler() as sampler:
+        guard = MemoryGuard(sampler, budget_gb=1000.0)
+        server.infer_batch(folders, guard=guard)
+    assert loads == single, "a batch of two loaded keys more often than one image does"
+    assert any(p.key_load_seconds > 0 for p in guard.profiles)
+    assert all(0 <= p.key_load_seconds <= p.seconds for p in guard.profiles)
+    expected = SimulatorBackend(plan).run(images / 255.0)
+    for (_, answer), want in zip(folders, expected, strict=True):
+        got = client.decrypt(answer)
+        assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_freed_heap_memory_goes_back_to_the_system():
+    import ctypes
+    import platform
+
+    import psutil
+
+    from resnet_fhe.runtime.heap import release_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    process = psutil.Process()
+    blocks = [libc.malloc(64 * 1024) for _ in range(3000)]  # under the mmap threshold: heap memory
+    for block in blocks:
+        ctypes.memset(block, 1, 64 * 1024)
+    pin = libc.malloc(64)  # above the blocks: free() alone cannot shrink the heap past it
+    for block in blocks:
+        libc.free(block)
+    before = process.memory_info().rss
+    assert release_freed_memory()
+    assert process.memory_info().rss < before - 100_000_000  # ~190 MB freed; most of it given back
+    libc.free(pin)

@@ -28,13 +28,17 @@ def memory_rows(layers: list[dict], estimates: dict[str, float]) -> list[dict]:
 
 
 def run_report(summary: dict) -> tuple[list[dict], str]:
-    """The memory rows of an encrypted bench result's first image, and a chart title naming the run."""
+    """The memory rows of an encrypted bench result's profile, and a chart title naming the run.
+
+    A profile covers the whole batch (the server evaluates all images op by op); results written before
+    batching hold one profile per image, and the first is used."""
     profiles = summary.get("profiles") or []
     if not profiles:
         raise ChartError("the result holds no per-layer profile: it is not an encrypted run")
     estimates = {r["layer"]: r["memory_gb"] for r in summary.get("plan_layers", [])}
-    title = (f"{summary['model']} / {summary['preset']}: encrypted, {profiles[0]['seconds']:.0f} s, "
-             f"peak RSS {summary['peak_rss_gb']:.1f} GB")
+    batch = profiles[0]
+    title = (f"{summary['model']} / {summary['preset']}: encrypted, {batch.get('images', 1)} image(s) in "
+             f"{batch['seconds']:.0f} s, peak RSS {summary['peak_rss_gb']:.1f} GB")
     return memory_rows(profiles[0]["layers"], estimates), title
 
 

@@ -74,6 +74,7 @@ class LayerProfile:
     rss_start_gb: float
     rss_end_gb: float
     rss_peak_gb: float
+    key_load_seconds: float = 0.0  # part of `seconds` spent loading this layer's evaluation keys
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +99,7 @@ class MemoryGuard:
     profiles: list[LayerProfile] = field(default_factory=list)
     _started: float = 0.0
     _rss_start: int = 0
+    _key_seconds: float = 0.0
 
     def begin(self, layer: str) -> None:
         peak = self.sampler.window_peak() if self.profiles else self.sampler.current()
@@ -109,10 +111,16 @@ class MemoryGuard:
         if not self.profiles or self.profiles[-1].layer != layer:
             if self.progress and self.profiles:
                 last = self.profiles[-1]
-                print(f"  {last.layer}: {last.seconds:.1f} s, levels {last.level_in}->{last.level_out}, "
-                      f"peak RSS {last.rss_peak_gb:.2f} GB", file=sys.stderr, flush=True)
+                print(f"  {last.layer}: {last.seconds:.1f} s ({last.key_load_seconds:.1f} s loading keys), "
+                      f"levels {last.level_in}->{last.level_out}, peak RSS {last.rss_peak_gb:.2f} GB",
+                      file=sys.stderr, flush=True)
             self._started = time.perf_counter()
             self._rss_start = self.sampler.start_window()
+            self._key_seconds = 0.0
+
+    def note_key_load(self, seconds: float) -> None:
+        """Charges key loading inside the current layer, so a profile separates I/O from arithmetic."""
+        self._key_seconds += seconds
 
     def end(self, op) -> None:
         peak = self.sampler.window_peak()
@@ -123,10 +131,11 @@ class MemoryGuard:
             last.seconds = round(time.perf_counter() - self._started, 4)
             last.level_out, last.bootstraps = op.level_out, last.bootstraps + bootstraps
             last.rss_end_gb, last.rss_peak_gb = rss / GB, max(last.rss_peak_gb, peak / GB)
+            last.key_load_seconds = round(self._key_seconds, 4)
         else:
             self.profiles.append(LayerProfile(op.layer, round(time.perf_counter() - self._started, 4),
                                               op.level_in, op.level_out, bootstraps, self._rss_start / GB,
-                                              rss / GB, peak / GB))
+                                              rss / GB, peak / GB, round(self._key_seconds, 4)))
         if peak > self.budget_gb * GB:
             raise BudgetExceededError(
                 f"layer {op.layer} ({op.name}) reached {peak / GB:.2f} GB, over the {self.budget_gb:.2f} GB "

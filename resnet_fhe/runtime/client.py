@@ -14,6 +14,7 @@ from resnet_fhe.errors import InputError
 from resnet_fhe.plan.ops import LinearTransform, RotateSum
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
+from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified, write_manifest
 
 
@@ -77,6 +78,7 @@ class Client:
             ok &= openfhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), openfhe.BINARY,
                                                     context, tag, slots)
             context.ClearBootstrapPrecom()
+            release_freed_memory()
         context.ClearEvalAutomorphismKeys()
         if not ok:
             raise KeyStoreError(f"writing the key store under {server_dir} failed")

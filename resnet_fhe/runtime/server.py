@@ -1,7 +1,8 @@
 """The server: evaluates a plan on ciphertext files with the key store's public part only.
 
 Keys are loaded per phase, verified against the manifest, and dropped at every change of bootstrap slot
-count (see PhaseKeys), so the resident set is one stage's keys, never the whole key store.
+count (see PhaseKeys), so the resident set is one stage's keys, never the whole key store. Several
+images are evaluated as one batch, op by op, so each phase's keys are loaded once per batch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from resnet_fhe.backends.openfhe_backend import OpenFHEBackend
 from resnet_fhe.plan.ops import Bootstrap
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
+from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified
 
 
@@ -39,14 +41,14 @@ class PhaseKeys:
                 return
             self.drop()
             cc.EvalBootstrapSetup(list(server.plan.params.level_budget), [0, 0], op.slots)
-            path = str(verified(server.server_dir, server.manifest, wanted))
+            path = str(server.file(wanted))
             ok = openfhe.DeserializeEvalBootstrapKey(path, openfhe.BINARY, cc, server.manifest["key_tag"], op.slots)
             self.bootstrap_slots = op.slots
         else:
             wanted = server.manifest["phases"].get(op.name)
             if wanted is None or wanted in self.loaded:
                 return
-            path = str(verified(server.server_dir, server.manifest, wanted))
+            path = str(server.file(wanted))
             ok = cc.DeserializeEvalAutomorphismKey(path, openfhe.BINARY)
         if not ok:
             raise KeyStoreError(f"could not load evaluation keys from {path}")
@@ -60,6 +62,7 @@ class PhaseKeys:
             self.server.context.ClearBootstrapPrecom()
         self.loaded.clear()
         self.bootstrap_slots = None
+        release_freed_memory()
 
 
 class Server:
@@ -77,12 +80,34 @@ class Server:
         if not ok or not self.context.DeserializeEvalMultKey(str(mult), openfhe.BINARY):
             raise KeyStoreError(f"could not read the context or relinearisation key in {self.server_dir}")
         self.backend = OpenFHEBackend(self.plan, self.context)
+        self._checked: dict[str, tuple[int, int]] = {}
+
+    def file(self, name: str) -> Path:
+        """A key store file, hashed against the manifest the first time this server reads it.
+
+        Bootstrap key files are gigabytes; hashing them again for every image would cost seconds each.
+        Later reads check that size and modification time are unchanged since the hash, which catches a
+        file replaced or rewritten while the server runs.
+        """
+        path = self.server_dir / name
+        stat = path.stat() if path.is_file() else None
+        if stat is None or self._checked.get(name) != (stat.st_size, stat.st_mtime_ns):
+            verified(self.server_dir, self.manifest, name)
+            stat = path.stat()
+            self._checked[name] = (stat.st_size, stat.st_mtime_ns)
+        return path
 
     def infer(self, input_folder: Path, output_folder: Path, guard=None) -> None:
-        cts = read_ciphertexts(Path(input_folder), self.plan.input, self.manifest["store_id"])
+        self.infer_batch([(Path(input_folder), Path(output_folder))], guard=guard)
+
+    def infer_batch(self, folders: list[tuple[Path, Path]], guard=None) -> None:
+        """Evaluates every (input folder, output folder) pair; all inputs are read and checked first, so a
+        bad file fails the batch before any long computation."""
+        batch = [read_ciphertexts(Path(source), self.plan.input, self.manifest["store_id"]) for source, _ in folders]
         keys = PhaseKeys(self)
         try:
-            result = self.backend.run(cts, guard=guard, keys=keys)
+            results = self.backend.run_batch(batch, guard=guard, keys=keys)
         finally:
             keys.drop()
-        write_ciphertexts(Path(output_folder), result, self.plan.output, self.manifest["store_id"])
+        for (_, target), result in zip(folders, results, strict=True):
+            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"])
