@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if plan.params.insecure and not args.insecure:
         log(f"error: preset {plan.params.name} is INSECURE ({plan.params.security}); pass --insecure to use it")
         return 2
-    rows = layer_rows(plan)
+    rows = layer_rows(plan, images=len(sample))
     estimate = max(r["memory_gb"] for r in rows)
     images = sample.images / 255.0
     plain = run_graph(load_model(args.model), images)

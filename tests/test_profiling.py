@@ -22,6 +22,12 @@ def test_estimate_over_budget_is_refused(plan):
     check_estimate(estimated, estimated + 1, "small-cnn")
 
 
+def test_estimate_grows_with_the_batch(plan):
+    one, three = layer_rows(plan), layer_rows(plan, images=3)
+    assert all(b["memory_gb"] >= a["memory_gb"] for a, b in zip(one, three, strict=True))
+    assert max(r["memory_gb"] for r in three) > max(r["memory_gb"] for r in one)  # live tensors are per image
+
+
 def test_live_guard_stops_at_a_named_layer(plan):
     images = random_images(4, (1, 28, 28)).images / 255.0
     with RssSampler() as sampler:

@@ -11,8 +11,11 @@ from resnet_fhe.plan.plan import Plan
 GB = 1e9
 
 
-def layer_rows(plan: Plan) -> list[dict]:
-    """One row per layer, in execution order, with op counts and the phase's estimated peak memory."""
+def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
+    """One row per layer, in execution order, with op counts and the phase's estimated peak memory.
+
+    `images` is the batch the server evaluates op by op: every image keeps its own live registers, while
+    keys and one op's working set are shared."""
     params = plan.params
     last_use: dict[str, int] = {}
     for index, op in enumerate(plan.ops):
@@ -43,7 +46,7 @@ def layer_rows(plan: Plan) -> list[dict]:
             row["bootstraps"] += op.ciphertexts
             row["bootstrap_slots"].add(op.slots)
         live[op.output] = plan.registers[op.output].layout.ciphertexts
-        held = sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
+        held = images * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
         working = 0
         if isinstance(op, LinearTransform):
             working = (len(op.babies) * op.inputs + 2 * op.outputs) * ciphertext_bytes(params, op.level_in)
