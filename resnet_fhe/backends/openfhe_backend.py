@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resnet_fhe.errors import PlanError
-from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum, op_inputs
+from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Plan
 
@@ -127,7 +127,7 @@ class OpenFHEBackend:
         `keys` (the server's PhaseKeys) loads each op's evaluation keys first. Without it every key must
         already be in the context.
         """
-        last_reader = {name: index for index, op in enumerate(self.plan.ops) for name in op_inputs(op)}
+        last_reader = last_readers(self.plan.ops)
         registers = [{self.plan.input: cts} for cts in batch]
         for index, op in enumerate(self.plan.ops):
             if guard is not None:

@@ -151,3 +151,8 @@ OP_TYPES: dict[str, type] = {cls.kind: cls for cls in (LinearTransform, Polynomi
 
 def op_inputs(op: Op) -> list[str]:
     return list(op.inputs) if isinstance(op, AddTensors) else [op.input]
+
+
+def last_readers(ops: list[Op]) -> dict[str, int]:
+    """Register name -> index of the last op that reads it: after that op the register can be freed."""
+    return {name: index for index, op in enumerate(ops) for name in op_inputs(op)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from resnet_fhe.plan.cost import bootstrap_bytes, ciphertext_bytes, key_bytes
-from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial, RotateSum, op_inputs
+from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
 from resnet_fhe.plan.plan import Plan
 
 GB = 1e9
@@ -17,10 +17,7 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
     `images` is the batch the server evaluates op by op: every image keeps its own live registers, while
     keys and one op's working set are shared."""
     params = plan.params
-    last_use: dict[str, int] = {}
-    for index, op in enumerate(plan.ops):
-        for name in op_inputs(op):
-            last_use[name] = index
+    last_use = last_readers(plan.ops)
     live: dict[str, int] = {plan.input: plan.registers[plan.input].layout.ciphertexts}
     rows: OrderedDict[str, dict] = OrderedDict()
     for index, op in enumerate(plan.ops):

@@ -71,16 +71,15 @@ class Server:
 
         self.server_dir = Path(server_dir)
         self.manifest = read_manifest(self.server_dir)
-        verified(self.server_dir, self.manifest, "plan.npz")
-        self.plan = Plan.load(verified(self.server_dir, self.manifest, "plan.json"))
-        context_path = verified(self.server_dir, self.manifest, "context.bin")
-        self.context, ok = openfhe.DeserializeCryptoContext(str(context_path), openfhe.BINARY)
-        mult = verified(self.server_dir, self.manifest, "mult_key.bin")
+        self._checked: dict[str, tuple[int, int]] = {}
+        self.file("plan.npz")
+        self.plan = Plan.load(self.file("plan.json"))
+        self.context, ok = openfhe.DeserializeCryptoContext(str(self.file("context.bin")), openfhe.BINARY)
+        mult = self.file("mult_key.bin")
         openfhe.ClearEvalMultKeys()  # OpenFHE's key cache is per process: this server owns it
         if not ok or not self.context.DeserializeEvalMultKey(str(mult), openfhe.BINARY):
             raise KeyStoreError(f"could not read the context or relinearisation key in {self.server_dir}")
         self.backend = OpenFHEBackend(self.plan, self.context)
-        self._checked: dict[str, tuple[int, int]] = {}
 
     def file(self, name: str) -> Path:
         """A key store file, hashed against the manifest the first time this server reads it.
