@@ -2,6 +2,9 @@
 """Redraws the per-layer table and PNG chart from a result JSON written by `bench/resnet20.py --encrypted`.
 
     .venv/bin/python bench/plot_profile.py results/resnet20.json -o results/resnet20.png
+
+With --plan, the memory estimates come from that plan under today's memory model (for the run's batch
+size) instead of those the run recorded.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import sys
 from pathlib import Path
 
 from resnet_fhe.errors import ResnetFheError
+from resnet_fhe.plan.plan import Plan
+from resnet_fhe.plan.summary import layer_rows
 from resnet_fhe.profiling.chart import plot_profile, render_memory_table, run_report
 
 
@@ -20,9 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", type=Path, help="JSON written by bench/resnet20.py --encrypted")
     parser.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
     parser.add_argument("--budget-gb", type=float, default=15.0, help="budget line on the memory panel")
+    parser.add_argument("--plan", type=Path, default=None, help="plan JSON whose estimates to show instead")
     args = parser.parse_args(argv)
     try:
-        rows, title = run_report(json.loads(args.result.read_text()))
+        summary = json.loads(args.result.read_text())
+        estimates = None
+        if args.plan is not None:
+            images = (summary.get("profiles") or [{}])[0].get("images", 1)
+            estimates = {r["layer"]: r["memory_gb"] for r in layer_rows(Plan.load(args.plan), images=images)}
+        rows, title = run_report(summary, estimates)
         print(render_memory_table(rows))
         print(f"wrote {plot_profile(rows, args.output, title, args.budget_gb)}", file=sys.stderr)
     except (OSError, ValueError, KeyError) as exc:

@@ -41,14 +41,16 @@ def test_live_guard_stops_at_a_named_layer(plan):
             SimulatorBackend(plan).run(big, batch_size=512, guard=MemoryGuard(sampler, budget))
 
 
-def test_profile_has_every_layer_in_order(plan):
+def test_profile_has_every_layer_in_order_and_reports_each_once(plan, capsys):
     images = random_images(2, (1, 28, 28)).images / 255.0
     with RssSampler() as sampler:
-        guard = MemoryGuard(sampler, budget_gb=1000.0)
+        guard = MemoryGuard(sampler, budget_gb=1000.0, progress=True)
         logits = SimulatorBackend(plan).run(images, guard=guard)
     assert logits.shape == (2, 10) and np.all(np.isfinite(logits))
     assert [p.layer for p in guard.profiles] == plan.layers()
     assert all(p.rss_peak_gb >= p.rss_start_gb > 0 and p.seconds >= 0 for p in guard.profiles)
+    progress = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0].strip() for line in progress] == plan.layers()  # the last layer too
 
 
 def test_memory_table_and_chart_from_a_profile(plan, tmp_path):

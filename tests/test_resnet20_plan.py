@@ -55,3 +55,24 @@ def test_budget_against_the_reference(plan):
     assert plan.bootstraps <= 21  # the reference circuit bootstraps 21 times
     assert max(len(op.rotation_keys()) for op in plan.ops) <= 5
     assert not plan.params.insecure
+
+
+def test_resident_keys_reset_only_when_the_bootstrap_slot_count_changes(plan):
+    from resnet_fhe.plan.cost import bootstrap_bytes
+    from resnet_fhe.plan.ops import Bootstrap
+    from resnet_fhe.plan.residency import KeyResidency
+    from resnet_fhe.plan.summary import layer_rows
+
+    residency, since_drop, slots_seen = KeyResidency(), set(), []
+    for op in plan.ops:
+        dropped = residency.admit(op)
+        changes = isinstance(op, Bootstrap) and (not slots_seen or slots_seen[-1] != op.slots)
+        assert dropped == changes, op.name
+        if isinstance(op, Bootstrap):
+            slots_seen.append(op.slots)
+        since_drop = (set() if dropped else since_drop) | op.rotation_keys()
+        assert residency.rotations == since_drop and op.rotation_keys() <= residency.rotations
+    assert len(dict.fromkeys(slots_seen)) == 3  # 16384, 8192 and 4096 slots: two drops after the first
+    # A convolution after a bootstrap runs while that slot count's bootstrap keys stay resident.
+    rows = {r["layer"]: r["memory_gb"] for r in layer_rows(plan)}
+    assert rows["stage1.block1.conv1"] > bootstrap_bytes(plan.params, 16384) / 1e9 > rows["stem.conv"]

@@ -107,6 +107,30 @@ def test_server_batch_loads_each_phase_once_and_profiles_key_loading(store, tmp_
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
 
 
+def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monkeypatch):
+    from resnet_fhe.plan.residency import KeyResidency
+    from resnet_fhe.runtime.server import PhaseKeys
+
+    plan, client, base = store
+    client.encrypt(random_images(1, (1, 8, 8), seed=25).images[0], tmp_path / "query")
+    server = runtime.Server(base / "server")
+    phase_of = {file: name for name, file in server.manifest["phases"].items()}
+    ops = {op.name: op for op in plan.ops}
+    model, held = KeyResidency(), []
+    load = PhaseKeys.load
+
+    def checked_load(keys, op):
+        load(keys, op)
+        model.admit(op)
+        rotations = set().union(*(ops[phase_of[f]].rotation_keys() for f in keys.loaded if f in phase_of))
+        held.append((op.name, rotations, model.rotations.copy()))
+
+    monkeypatch.setattr(PhaseKeys, "load", checked_load)
+    server.infer(tmp_path / "query", tmp_path / "answer")
+    assert len(held) == len(plan.ops)
+    assert all(loaded == counted for _, loaded, counted in held), [h[0] for h in held if h[1] != h[2]][:3]
+
+
 def test_freed_heap_memory_goes_back_to_the_system():
     import ctypes
     import platform

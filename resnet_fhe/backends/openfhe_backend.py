@@ -148,6 +148,8 @@ class OpenFHEBackend:
                         del image[name]
             if guard is not None:
                 guard.end(op)
+        if guard is not None:
+            guard.finish()
         return [image[self.plan.output] for image in registers]
 
     def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:

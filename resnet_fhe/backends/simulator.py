@@ -111,6 +111,8 @@ class SimulatorBackend:
             registers[op.output] = result
             if guard is not None:
                 guard.end(op)
+        if guard is not None:
+            guard.finish()
         return self.decode_output(registers[self.plan.output])
 
     def _noisy(self, cts: list[np.ndarray], where: str) -> list[np.ndarray]:

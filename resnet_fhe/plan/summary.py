@@ -7,6 +7,7 @@ from collections import OrderedDict
 from resnet_fhe.plan.cost import bootstrap_bytes, ciphertext_bytes, key_bytes
 from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
 from resnet_fhe.plan.plan import Plan
+from resnet_fhe.plan.residency import KeyResidency
 
 GB = 1e9
 
@@ -14,10 +15,14 @@ GB = 1e9
 def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
     """One row per layer, in execution order, with op counts and the phase's estimated peak memory.
 
-    `images` is the batch the server evaluates op by op: every image keeps its own live registers, while
-    keys and one op's working set are shared."""
+    The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (a slot
+    count's bootstrap keys plus the rotation keys loaded since, and the relinearisation key), the plan's
+    constants, the live registers and the op's working set. `images` is the batch the server evaluates op
+    by op: every image keeps its own live registers, while keys and one op's working set are shared."""
     params = plan.params
     last_use = last_readers(plan.ops)
+    residency = KeyResidency()
+    fixed = key_bytes(params) + sum(array.nbytes for array in plan.constants.values())
     live: dict[str, int] = {plan.input: plan.registers[plan.input].layout.ciphertexts}
     rows: OrderedDict[str, dict] = OrderedDict()
     for index, op in enumerate(plan.ops):
@@ -47,11 +52,13 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
         working = 0
         if isinstance(op, LinearTransform):
             working = (len(op.babies) * op.inputs + 2 * op.outputs) * ciphertext_bytes(params, op.level_in)
-        keys_memory = len(keys) * key_bytes(params)
+        residency.admit(op)
+        keys_memory = len(residency.rotations) * key_bytes(params)
+        if residency.bootstrap_slots is not None:
+            keys_memory += bootstrap_bytes(params, residency.bootstrap_slots)
         if isinstance(op, Bootstrap):
-            keys_memory += bootstrap_bytes(params, op.slots)
             working += 4 * ciphertext_bytes(params, params.multiplicative_depth)
-        row["memory_gb"] = max(row["memory_gb"], (held + working + keys_memory) / GB)
+        row["memory_gb"] = max(row["memory_gb"], (fixed + held + working + keys_memory) / GB)
         for name in op_inputs(op):
             if last_use.get(name) == index and name != op.output:
                 live.pop(name, None)
@@ -79,11 +86,11 @@ def render_summary(plan: Plan) -> str:
         f"{sum(r['bootstraps'] for r in rows)}), rotations: {sum(r['rotations'] for r in rows)}, "
         f"plaintext products: {sum(r['plaintext_products'] for r in rows)}",
         f"- most rotation keys any one op needs (beside bootstrapping): "
-        f"{max(r['max_keys_per_op'] for r in rows)}. A phase is one op: the runtime is meant to hold only "
-        "that op's keys; a layer's row below lists the union over its ops (a strided convolution is a "
-        "convolution, a subsample and a pack, each with its own few keys)",
-        f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB "
-        "(rough model in resnet_fhe/plan/cost.py: one op's keys plus bootstrapping)",
+        f"{max(r['max_keys_per_op'] for r in rows)}. A layer's row below lists the union over its ops (a "
+        "strided convolution is a convolution, a subsample and a pack, each with its own few keys)",
+        f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB (rough "
+        "model in resnet_fhe/plan/cost.py; the server holds a slot count's bootstrap keys plus the rotation "
+        "keys loaded since, see resnet_fhe/plan/residency.py)",
         f"- calibration: {plan.calibration['images']} training images, margin {plan.calibration['margin']}, "
         f"ReLU error target {plan.calibration['relu_error_target']}",
         f"- constants sha256: `{plan.constants_sha256}`",

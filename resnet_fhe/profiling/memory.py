@@ -100,6 +100,7 @@ class MemoryGuard:
     _started: float = 0.0
     _rss_start: int = 0
     _key_seconds: float = 0.0
+    _reported: int = 0  # profiles already printed as progress
 
     def begin(self, layer: str) -> None:
         peak = self.sampler.window_peak() if self.profiles else self.sampler.current()
@@ -109,14 +110,19 @@ class MemoryGuard:
                 f"stopped cleanly after {self.profiles[-1].layer if self.profiles else 'start'}"
             )
         if not self.profiles or self.profiles[-1].layer != layer:
-            if self.progress and self.profiles:
-                last = self.profiles[-1]
-                print(f"  {last.layer}: {last.seconds:.1f} s ({last.key_load_seconds:.1f} s loading keys), "
-                      f"levels {last.level_in}->{last.level_out}, peak RSS {last.rss_peak_gb:.2f} GB",
-                      file=sys.stderr, flush=True)
+            self.finish()
             self._started = time.perf_counter()
             self._rss_start = self.sampler.start_window()
             self._key_seconds = 0.0
+
+    def finish(self) -> None:
+        """Reports the layer just finished (begin calls it at each new layer; runs call it at the end)."""
+        if self.progress and len(self.profiles) > self._reported:
+            self._reported = len(self.profiles)
+            last = self.profiles[-1]
+            print(f"  {last.layer}: {last.seconds:.1f} s ({last.key_load_seconds:.1f} s loading keys), "
+                  f"levels {last.level_in}->{last.level_out}, peak RSS {last.rss_peak_gb:.2f} GB",
+                  file=sys.stderr, flush=True)
 
     def note_key_load(self, seconds: float) -> None:
         """Charges key loading inside the current layer, so a profile separates I/O from arithmetic."""

@@ -1,7 +1,7 @@
 """The server: evaluates a plan on ciphertext files with the key store's public part only.
 
 Keys are loaded per phase, verified against the manifest, and dropped at every change of bootstrap slot
-count (see PhaseKeys), so the resident set is one stage's keys, never the whole key store. Several
+count (see plan.residency), so the resident set is one stage's keys, never the whole key store. Several
 images are evaluated as one batch, op by op, so each phase's keys are loaded once per batch.
 """
 
@@ -12,38 +12,33 @@ from pathlib import Path
 from resnet_fhe.backends.openfhe_backend import OpenFHEBackend
 from resnet_fhe.plan.ops import Bootstrap
 from resnet_fhe.plan.plan import Plan
+from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified
 
 
 class PhaseKeys:
-    """Loads evaluation keys as ops need them.
-
-    Keys accumulate within a stage: a stage's convolutions share a handful of rotation keys, and reloading
-    gigabytes of bootstrap keys before every bootstrap cost ~100 s per bootstrap at the 128-bit preset
-    (measured). Everything is dropped when a bootstrap at another slot count comes, so the resident set is
-    one slot count's bootstrap keys plus the rotation keys used since, never all keys at once.
-    """
+    """Loads each op's evaluation keys before it runs, and drops all of them when KeyResidency says so."""
 
     def __init__(self, server: Server):
         self.server = server
         self.loaded: set[str] = set()
-        self.bootstrap_slots: int | None = None
+        self.residency = KeyResidency()
 
     def load(self, op) -> None:
         import openfhe
 
         server, cc = self.server, self.server.context
+        if self.residency.admit(op):
+            self.drop()
         if isinstance(op, Bootstrap):
             wanted = f"bootstrap/{op.slots}.bin"
             if wanted in self.loaded:
                 return
-            self.drop()
             cc.EvalBootstrapSetup(list(server.plan.params.level_budget), [0, 0], op.slots)
             path = str(server.file(wanted))
             ok = openfhe.DeserializeEvalBootstrapKey(path, openfhe.BINARY, cc, server.manifest["key_tag"], op.slots)
-            self.bootstrap_slots = op.slots
         else:
             wanted = server.manifest["phases"].get(op.name)
             if wanted is None or wanted in self.loaded:
@@ -55,13 +50,10 @@ class PhaseKeys:
         self.loaded.add(wanted)
 
     def drop(self) -> None:
-        if not self.loaded:
-            return
         self.server.context.ClearEvalAutomorphismKeys()
-        if self.bootstrap_slots is not None:
+        if any(name.startswith("bootstrap/") for name in self.loaded):
             self.server.context.ClearBootstrapPrecom()
         self.loaded.clear()
-        self.bootstrap_slots = None
         release_freed_memory()
 
 
