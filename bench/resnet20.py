@@ -5,8 +5,9 @@ Default: the model is compiled into its CKKS plan for the 128-bit preset (calibr
 and the plan runs in the slot-exact simulator with the preset's CKKS noise model; the table shows per
 layer the plan's levels, bootstraps, rotation keys and estimated memory.
 
---encrypted runs real CKKS instead: client keygen into a key store, encryption, the server evaluating
-with per-phase keys under the memory budget, decryption, and a measured per-layer profile: time, the
+--encrypted runs real CKKS instead: client keygen into a key store (own process), encryption, the
+server evaluating all images as one batch in its own process with per-phase keys under the memory
+budget, decryption, and a measured per-layer profile: time, the
 plan's memory estimate beside the measured RSS, and with --plot a PNG chart of both. --insecure allows
 the toy preset for a quick try.
 
@@ -146,8 +147,8 @@ def encrypted_logits(plan, raw_images, args):
     """Client keygen -> encrypt -> server infer of the whole batch (per-phase keys, memory guard) -> decrypt."""
     import numpy as np
 
-    from resnet_fhe.profiling import MemoryGuard, RssSampler
-    from resnet_fhe.runtime import Client, KeyStoreError, Server
+    from resnet_fhe.errors import ServerError
+    from resnet_fhe.runtime import Client, KeyStoreError
 
     store = args.store or Path(tempfile.mkdtemp(prefix="resnet-fhe-store-"))
     keygen_seconds = keygen_peak = None
@@ -170,21 +171,25 @@ def encrypted_logits(plan, raw_images, args):
     folders = [(store / f"query{index}", store / f"answer{index}") for index in range(len(raw_images))]
     for image, (query, _) in zip(raw_images, folders, strict=True):
         client.encrypt(image, query)
-    with RssSampler() as sampler:
-        server = Server(store / "server")
-        guard = MemoryGuard(sampler, args.budget_gb, progress=True)
-        started = time.perf_counter()
-        server.infer_batch(folders, guard=guard)  # op by op over all images: each phase's keys load once
-        seconds = time.perf_counter() - started
+    # The server runs in its own process too, from the key store's server part alone: its RSS is then the
+    # server's, not this process's (which also holds the compiler, the plaintext model and the client).
+    profile = store / "infer.json"
+    command = [sys.executable, "-m", "resnet_fhe.cli", "infer", "--server", str(store / "server"),
+               "--input", *(str(q) for q, _ in folders), "--output", *(str(a) for _, a in folders),
+               "--budget-gb", str(args.budget_gb), "--json", str(profile)]
+    profile.unlink(missing_ok=True)
+    if subprocess.run(command, check=False).returncode != 0:
+        raise ServerError("the server stopped (its message is above); no logits to decrypt")
+    served = json.loads(profile.read_text())
     logits = [client.decrypt(answer) for _, answer in folders]
+    seconds = served["seconds"]
     log(f"{len(folders)} image(s) in {seconds:.1f} s ({seconds / len(folders):.1f} s per image)")
     size = sum(p.stat().st_size for p in (store / "server").rglob("*") if p.is_file())
-    layers = [p.to_dict() for p in guard.profiles]
     measured = {"keygen_seconds": keygen_seconds and round(keygen_seconds, 1), "keygen_peak_rss_gb": keygen_peak,
-                "peak_rss_gb": sampler.peak / 1e9, "key_store_gb": size / 1e9, "store": str(store),
-                "batch_seconds": round(seconds, 2), "seconds_per_image": round(seconds / len(folders), 2),
-                "key_load_seconds": round(sum(p["key_load_seconds"] for p in layers), 2),
-                "profiles": [{"seconds": round(seconds, 2), "images": len(folders), "layers": layers}]}
+                "peak_rss_gb": served["peak_rss_gb"], "key_store_gb": size / 1e9, "store": str(store),
+                "batch_seconds": seconds, "seconds_per_image": round(seconds / len(folders), 2),
+                "key_load_seconds": served["key_load_seconds"],
+                "profiles": [{"seconds": seconds, "images": len(folders), "layers": served["layers"]}]}
     return np.stack(logits), measured
 
 

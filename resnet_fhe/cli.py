@@ -13,7 +13,7 @@ import numpy as np
 
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
 from resnet_fhe.compiler.compile import CompileOptions
-from resnet_fhe.errors import ResnetFheError
+from resnet_fhe.errors import InputError, ResnetFheError
 
 
 def _log(message: str) -> None:
@@ -164,16 +164,23 @@ def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.profiling import MemoryGuard, RssSampler, check_estimate
     from resnet_fhe.runtime import Server
 
+    if len(args.input) != len(args.output):
+        raise InputError(f"infer got {len(args.input)} --input folders but {len(args.output)} --output folders; "
+                         "give one output folder per input")
     server = Server(args.server)
-    check_estimate(max(r["memory_gb"] for r in layer_rows(server.plan)), args.budget_gb, server.plan.model)
+    images = len(args.input)
+    check_estimate(max(r["memory_gb"] for r in layer_rows(server.plan, images=images)), args.budget_gb,
+                   f"{server.plan.model} on {images} image(s)")
     started = time.perf_counter()
     with RssSampler() as sampler:
         guard = MemoryGuard(sampler, args.budget_gb, progress=True)
-        server.infer(args.input, args.output, guard=guard)
+        server.infer_batch(list(zip(args.input, args.output, strict=True)), guard=guard)
     seconds = time.perf_counter() - started
-    print(f"evaluated {args.input} -> {args.output} in {seconds:.1f} s, peak RSS {sampler.peak / 1e9:.2f} GB")
-    return {"seconds": round(seconds, 2), "peak_rss_gb": sampler.peak / 1e9,
-            "layers": [p.to_dict() for p in guard.profiles]}
+    print(f"evaluated {images} ciphertext(s) into {', '.join(map(str, args.output))} in {seconds:.1f} s, "
+          f"peak RSS {sampler.peak / 1e9:.2f} GB")
+    layers = [p.to_dict() for p in guard.profiles]
+    return {"seconds": round(seconds, 2), "images": images, "peak_rss_gb": sampler.peak / 1e9,
+            "key_load_seconds": round(sum(p["key_load_seconds"] for p in layers), 2), "layers": layers}
 
 
 def cmd_decrypt(args: argparse.Namespace) -> dict[str, Any]:
@@ -226,10 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     encrypt.add_argument("--json", type=Path, default=None)
     encrypt.set_defaults(handler=cmd_encrypt, images=1)
 
-    infer = commands.add_parser("infer", help="server: evaluate a ciphertext with the key store's server part")
+    infer = commands.add_parser("infer", help="server: evaluate ciphertexts with the key store's server part")
     infer.add_argument("--server", type=Path, required=True, help="the key store's server/ folder")
-    infer.add_argument("--input", type=Path, required=True)
-    infer.add_argument("--output", type=Path, required=True)
+    infer.add_argument("--input", type=Path, nargs="+", required=True,
+                       help="ciphertext folder(s); several are evaluated as one batch (keys load once)")
+    infer.add_argument("--output", type=Path, nargs="+", required=True, help="one answer folder per input")
     infer.add_argument("--budget-gb", type=float, default=15.0, help="memory budget (default 15 GB)")
     infer.add_argument("--json", type=Path, default=None, help="per-layer profile")
     infer.set_defaults(handler=cmd_infer)

@@ -32,3 +32,7 @@ class CompileError(ResnetFheError):
 
 class PlanError(ResnetFheError):
     """A plan file is malformed, inconsistent, or does not match its constants."""
+
+
+class ServerError(ResnetFheError):
+    """The server process stopped without answering; its own message says why."""

@@ -107,6 +107,29 @@ def test_server_batch_loads_each_phase_once_and_profiles_key_loading(store, tmp_
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
 
 
+def test_cli_infer_evaluates_a_batch_and_writes_its_profile(store, tmp_path):
+    import json
+
+    from resnet_fhe.cli import main
+
+    plan, client, base = store
+    images = random_images(2, (1, 8, 8), seed=26).images
+    queries = [tmp_path / f"query{i}" for i in range(2)]
+    answers = [tmp_path / f"answer{i}" for i in range(2)]
+    for image, query in zip(images, queries, strict=True):
+        client.encrypt(image, query)
+    assert main(["infer", "--server", str(base / "server"), "--input", *map(str, queries),
+                 "--output", str(answers[0])]) == 2  # one answer folder per input, or nothing runs
+    assert not answers[0].exists()
+    assert main(["infer", "--server", str(base / "server"), "--input", *map(str, queries),
+                 "--output", *map(str, answers), "--json", str(tmp_path / "infer.json")]) == 0
+    profile = json.loads((tmp_path / "infer.json").read_text())
+    assert profile["images"] == 2 and [p["layer"] for p in profile["layers"]] == plan.layers()
+    expected = SimulatorBackend(plan).run(images / 255.0)
+    for answer, want in zip(answers, expected, strict=True):
+        assert np.max(np.abs(client.decrypt(answer) - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
 def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monkeypatch):
     from resnet_fhe.plan.residency import KeyResidency
     from resnet_fhe.runtime.server import PhaseKeys
