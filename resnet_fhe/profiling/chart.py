@@ -20,8 +20,8 @@ def memory_rows(layers: list[dict], estimates: dict[str, float]) -> list[dict]:
     """One row per profiled layer: seconds, bootstraps, the plan's estimate and the measured RSS (GB).
 
     The measured peak includes what the model leaves out: the interpreter, the context's tables, and in
-    bench/resnet20.py the client and compiler state of the same process (about 1-2 GB at 128 bits).
-    Results written before the residency model estimated one op's keys only.
+    runs from before bench/resnet20.py gave the server its own process, the client and compiler state
+    (about 1-2 GB at 128 bits). Results written before the residency model estimated one op's keys only.
     """
     return [{"layer": p["layer"], "seconds": p["seconds"], "bootstraps": p["bootstraps"],
              "estimated_gb": estimates.get(p["layer"]), "rss_start_gb": round(p["rss_start_gb"], 2),
