@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,8 @@ def encrypted_logits(plan, raw_images, args):
         # The client's keygen runs in its own process, as it would on the user's machine: its peak memory
         # is then not charged to the server, and the server process starts from a clean heap.
         store.mkdir(parents=True, exist_ok=True)
+        for stale in [*store.glob("query*"), *store.glob("answer*"), *store.glob("checkpoint-*")]:
+            shutil.rmtree(stale)  # made under keys that the new keygen replaces
         plan.save(store / "plan-for-keygen.json")
         command = [sys.executable, "-m", "resnet_fhe.cli", "keygen", "--plan", str(store / "plan-for-keygen.json"),
                    "--store", str(store), "--json", str(store / "keygen.json")]
@@ -170,13 +173,15 @@ def encrypted_logits(plan, raw_images, args):
     client = Client(store / "server", store / "client")
     folders = [(store / f"query{index}", store / f"answer{index}") for index in range(len(raw_images))]
     for image, (query, _) in zip(raw_images, folders, strict=True):
-        client.encrypt(image, query)
+        if not query.is_dir():  # a rerun on the same store reuses its queries, so a checkpoint can resume
+            client.encrypt(image, query)
     # The server runs in its own process too, from the key store's server part alone: its RSS is then the
     # server's, not this process's (which also holds the compiler, the plaintext model and the client).
     profile = store / "infer.json"
     command = [sys.executable, "-m", "resnet_fhe.cli", "infer", "--server", str(store / "server"),
                "--input", *(str(q) for q, _ in folders), "--output", *(str(a) for _, a in folders),
-               "--budget-gb", str(args.budget_gb), "--json", str(profile)]
+               "--budget-gb", str(args.budget_gb), "--json", str(profile),
+               "--checkpoint", str(store / f"checkpoint-{len(folders)}img")]
     profile.unlink(missing_ok=True)
     if subprocess.run(command, check=False).returncode != 0:
         raise ServerError("the server stopped (its message is above); no logits to decrypt")
@@ -188,6 +193,7 @@ def encrypted_logits(plan, raw_images, args):
     measured = {"keygen_seconds": keygen_seconds and round(keygen_seconds, 1), "keygen_peak_rss_gb": keygen_peak,
                 "peak_rss_gb": served["peak_rss_gb"], "key_store_gb": size / 1e9, "store": str(store),
                 "batch_seconds": seconds, "seconds_per_image": round(seconds / len(folders), 2),
+                "resumed_from_op": served["resumed_from_op"],
                 "key_load_seconds": served["key_load_seconds"],
                 "profiles": [{"seconds": seconds, "images": len(folders), "layers": served["layers"]}]}
     return np.stack(logits), measured

@@ -174,12 +174,16 @@ def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     with RssSampler() as sampler:
         guard = MemoryGuard(sampler, args.budget_gb, progress=True)
-        server.infer_batch(list(zip(args.input, args.output, strict=True)), guard=guard)
+        resumed = server.infer_batch(list(zip(args.input, args.output, strict=True)), guard=guard,
+                                     checkpoint=args.checkpoint)
     seconds = time.perf_counter() - started
     print(f"evaluated {images} ciphertext(s) into {', '.join(map(str, args.output))} in {seconds:.1f} s, "
           f"peak RSS {sampler.peak / 1e9:.2f} GB")
     layers = [p.to_dict() for p in guard.profiles]
-    return {"seconds": round(seconds, 2), "images": images, "peak_rss_gb": sampler.peak / 1e9,
+    if resumed:
+        print(f"(resumed from a checkpoint at op {resumed} of {len(server.plan.ops)}: the time covers the rest)")
+    return {"seconds": round(seconds, 2), "images": images, "resumed_from_op": resumed,
+            "peak_rss_gb": sampler.peak / 1e9,
             "key_load_seconds": round(sum(p["key_load_seconds"] for p in layers), 2), "layers": layers}
 
 
@@ -239,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ciphertext folder(s); several are evaluated as one batch (keys load once)")
     infer.add_argument("--output", type=Path, nargs="+", required=True, help="one answer folder per input")
     infer.add_argument("--budget-gb", type=float, default=15.0, help="memory budget (default 15 GB)")
+    infer.add_argument("--checkpoint", type=Path, default=None,
+                       help="folder for checkpoints (every 10 min); a rerun with the same inputs resumes there")
     infer.add_argument("--json", type=Path, default=None, help="per-layer profile")
     infer.set_defaults(handler=cmd_infer)
 

@@ -117,7 +117,8 @@ class OpenFHEBackend:
         """One image's output ciphertexts; see run_batch."""
         return self.run_batch([cts], guard=guard, keys=keys)[0]
 
-    def run_batch(self, batch: list[list[object]], guard=None, keys=None) -> list[list[object]]:
+    def run_batch(self, batch: list[list[object]], guard=None, keys=None, resume=None,
+                  after_op=None) -> list[list[object]]:
         """The output ciphertexts of several images, evaluated op by op across the batch.
 
         Op-major order is what makes a batch cheaper than separate runs: each phase's keys (gigabytes for
@@ -125,11 +126,14 @@ class OpenFHEBackend:
         are dropped after their last reader, so a batch holds only the live tensors of each image.
         `guard` (a profiling.MemoryGuard) is told before and after every op and how long its keys took;
         `keys` (the server's PhaseKeys) loads each op's evaluation keys first. Without it every key must
-        already be in the context.
+        already be in the context. `resume` = (next op, registers per image) continues a stopped run from
+        a checkpoint; `after_op(next op, registers)` is called after every op (to write checkpoints).
         """
         last_reader = last_readers(self.plan.ops)
-        registers = [{self.plan.input: cts} for cts in batch]
+        start, registers = resume if resume is not None else (0, [{self.plan.input: cts} for cts in batch])
         for index, op in enumerate(self.plan.ops):
+            if index < start:
+                continue
             if guard is not None:
                 guard.begin(op.layer)
             if keys is not None:
@@ -148,6 +152,8 @@ class OpenFHEBackend:
                         del image[name]
             if guard is not None:
                 guard.end(op)
+            if after_op is not None:
+                after_op(index + 1, registers)
         if guard is not None:
             guard.finish()
         return [image[self.plan.output] for image in registers]

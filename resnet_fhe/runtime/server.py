@@ -13,6 +13,7 @@ from resnet_fhe.backends.openfhe_backend import OpenFHEBackend
 from resnet_fhe.plan.ops import Bootstrap
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
+from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
 from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified
@@ -91,14 +92,28 @@ class Server:
     def infer(self, input_folder: Path, output_folder: Path, guard=None) -> None:
         self.infer_batch([(Path(input_folder), Path(output_folder))], guard=guard)
 
-    def infer_batch(self, folders: list[tuple[Path, Path]], guard=None) -> None:
+    def infer_batch(self, folders: list[tuple[Path, Path]], guard=None, checkpoint: Path | None = None,
+                    checkpoint_every: float = 600.0) -> int:
         """Evaluates every (input folder, output folder) pair; all inputs are read and checked first, so a
-        bad file fails the batch before any long computation."""
+        bad file fails the batch before any long computation.
+
+        With `checkpoint` (a folder), every image's live registers are saved there every
+        `checkpoint_every` seconds, and a later call with the same inputs resumes from the last save;
+        returns the op it started from (0 for a fresh run)."""
         batch = [read_ciphertexts(Path(source), self.plan.input, self.manifest["store_id"]) for source, _ in folders]
+        saver = resume = None
+        if checkpoint is not None:
+            saver = Checkpoint(checkpoint, self.manifest["store_id"], input_digest([source for source, _ in folders]),
+                               checkpoint_every)
+            resume = saver.load()
         keys = PhaseKeys(self)
         try:
-            results = self.backend.run_batch(batch, guard=guard, keys=keys)
+            results = self.backend.run_batch(batch, guard=guard, keys=keys, resume=resume,
+                                             after_op=None if saver is None else saver.save)
         finally:
             keys.drop()
         for (_, target), result in zip(folders, results, strict=True):
             write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"])
+        if saver is not None:
+            saver.clear()
+        return 0 if resume is None else resume[0]
