@@ -176,14 +176,13 @@ def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
         guard = MemoryGuard(sampler, args.budget_gb, progress=True)
         resumed = server.infer_batch(list(zip(args.input, args.output, strict=True)), guard=guard,
                                      checkpoint=args.checkpoint)
-    seconds = time.perf_counter() - started
-    print(f"evaluated {images} ciphertext(s) into {', '.join(map(str, args.output))} in {seconds:.1f} s, "
-          f"peak RSS {sampler.peak / 1e9:.2f} GB")
+    seconds = resumed.seconds + time.perf_counter() - started
     layers = [p.to_dict() for p in guard.profiles]
-    if resumed:
-        print(f"(resumed from a checkpoint at op {resumed} of {len(server.plan.ops)}: the time covers the rest)")
-    return {"seconds": round(seconds, 2), "images": images, "resumed_from_op": resumed,
-            "peak_rss_gb": sampler.peak / 1e9,
+    peak_gb = max([sampler.peak / 1e9, *(p["rss_peak_gb"] for p in layers)])
+    print(f"evaluated {images} ciphertext(s) into {', '.join(map(str, args.output))} in {seconds:.1f} s, "
+          f"peak RSS {peak_gb:.2f} GB" + (f" (resumed at op {resumed.op} of {len(server.plan.ops)}; time and "
+                                          "peak include the earlier runs)" if resumed.op else ""))
+    return {"seconds": round(seconds, 2), "images": images, "resumed_from_op": resumed.op, "peak_rss_gb": peak_gb,
             "key_load_seconds": round(sum(p["key_load_seconds"] for p in layers), 2), "layers": layers}
 
 

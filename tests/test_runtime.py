@@ -132,6 +132,7 @@ def test_cli_infer_evaluates_a_batch_and_writes_its_profile(store, tmp_path):
 
 def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch):
     from resnet_fhe.plan.ops import Bootstrap
+    from resnet_fhe.profiling import MemoryGuard, RssSampler
     from resnet_fhe.runtime.server import PhaseKeys
 
     plan, client, base = store
@@ -139,28 +140,34 @@ def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch)
     folders = [(tmp_path / f"query{i}", tmp_path / f"answer{i}") for i in range(2)]
     for image, (query, _) in zip(images, folders, strict=True):
         client.encrypt(image, query)
-    stop_at = [i for i, op in enumerate(plan.ops) if isinstance(op, Bootstrap)][1]
+    server = runtime.Server(base / "server")
+    ops = server.plan.ops
+    stop_at = [i for i, op in enumerate(ops) if isinstance(op, Bootstrap)][1]
+    assert ops[stop_at].layer != ops[stop_at - 1].layer  # checkpoints are taken at layer boundaries
     load = PhaseKeys.load
 
     class Stopped(Exception):
         pass
 
     def stopping_load(keys, op):
-        if op is plan_ops[stop_at]:
+        if op is ops[stop_at]:
             raise Stopped
         load(keys, op)
 
-    server = runtime.Server(base / "server")
-    plan_ops = server.plan.ops
     monkeypatch.setattr(PhaseKeys, "load", stopping_load)
-    with pytest.raises(Stopped):
-        server.infer_batch(folders, checkpoint=tmp_path / "checkpoint", checkpoint_every=0)
+    with RssSampler() as sampler, pytest.raises(Stopped):
+        server.infer_batch(folders, guard=MemoryGuard(sampler, 1000.0), checkpoint=tmp_path / "checkpoint",
+                           checkpoint_every=0)
     monkeypatch.setattr(PhaseKeys, "load", load)
     assert not folders[0][1].exists()
     other = [(folders[1][0], folders[0][1]), folders[1]]  # other inputs must not pick up this checkpoint
     with pytest.raises(runtime.KeyStoreError, match="belongs to other inputs"):
         server.infer_batch(other, checkpoint=tmp_path / "checkpoint")
-    assert server.infer_batch(folders, checkpoint=tmp_path / "checkpoint") == stop_at
+    with RssSampler() as sampler:
+        guard = MemoryGuard(sampler, 1000.0)
+        resumed = server.infer_batch(folders, guard=guard, checkpoint=tmp_path / "checkpoint")
+    assert resumed.op == stop_at and resumed.seconds > 0
+    assert [p.layer for p in guard.profiles] == plan.layers()  # the earlier run's layers, then the rest
     assert not (tmp_path / "checkpoint").exists()  # removed once the answers are written
     expected = SimulatorBackend(plan).run(images / 255.0)
     for (_, answer), want in zip(folders, expected, strict=True):

@@ -115,6 +115,11 @@ class MemoryGuard:
             self._rss_start = self.sampler.start_window()
             self._key_seconds = 0.0
 
+    def restore(self, profiles: list[dict]) -> None:
+        """Takes over the profile of the layers a checkpointed earlier run finished (not reported again)."""
+        self.profiles = [LayerProfile(**p) for p in profiles] + self.profiles
+        self._reported = len(self.profiles)
+
     def finish(self) -> None:
         """Reports the layer just finished (begin calls it at each new layer; runs call it at the end)."""
         if self.progress and len(self.profiles) > self._reported:

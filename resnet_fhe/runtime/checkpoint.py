@@ -34,8 +34,8 @@ class Checkpoint:
         self.interval = interval_seconds
         self._last_write = time.monotonic()
 
-    def load(self) -> tuple[int, list[dict[str, list]]] | None:
-        """(next op, registers per image) from the folder, or None when it holds no checkpoint yet."""
+    def load(self) -> tuple[int, list[dict[str, list]], dict] | None:
+        """(next op, registers per image, the notes saved with them), or None when there is no checkpoint."""
         state_path = self.folder / STATE
         if not state_path.is_file():
             return None
@@ -46,10 +46,11 @@ class Checkpoint:
         step = self.folder / f"step-{state['next_op']}"
         registers = [{name: read_ciphertexts(step / f"image{i}" / name, name, self.store_id) for name in names}
                      for i, names in enumerate(state["registers"])]
-        return state["next_op"], registers
+        return state["next_op"], registers, state.get("notes", {})
 
-    def save(self, next_op: int, registers: list[dict[str, list]], force: bool = False) -> bool:
-        """Writes a checkpoint when `interval_seconds` have passed since the last one (or when forced)."""
+    def save(self, next_op: int, registers: list[dict[str, list]], notes: dict, force: bool = False) -> bool:
+        """Writes a checkpoint when `interval_seconds` have passed since the last one (or when forced);
+        `notes` (JSON) travel with it, such as the time and profile of the work done so far."""
         if not force and time.monotonic() - self._last_write < self.interval:
             return False
         step = self.folder / f"step-{next_op}"
@@ -58,7 +59,7 @@ class Checkpoint:
             for name, cts in image.items():
                 write_ciphertexts(step / f"image{i}" / name, cts, name, self.store_id)
         state = {"store_id": self.store_id, "inputs": self.inputs, "next_op": next_op,
-                 "registers": [sorted(image) for image in registers]}
+                 "registers": [sorted(image) for image in registers], "notes": notes}
         temporary = self.folder / f"{STATE}.tmp"
         temporary.write_text(json.dumps(state, indent=1))
         os.replace(temporary, self.folder / STATE)

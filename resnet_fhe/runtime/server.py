@@ -7,7 +7,9 @@ images are evaluated as one batch, op by op, so each phase's keys are loaded onc
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 from resnet_fhe.backends.openfhe_backend import OpenFHEBackend
 from resnet_fhe.plan.ops import Bootstrap
@@ -93,27 +95,48 @@ class Server:
         self.infer_batch([(Path(input_folder), Path(output_folder))], guard=guard)
 
     def infer_batch(self, folders: list[tuple[Path, Path]], guard=None, checkpoint: Path | None = None,
-                    checkpoint_every: float = 600.0) -> int:
+                    checkpoint_every: float = 600.0) -> Resumed:
         """Evaluates every (input folder, output folder) pair; all inputs are read and checked first, so a
         bad file fails the batch before any long computation.
 
-        With `checkpoint` (a folder), every image's live registers are saved there every
-        `checkpoint_every` seconds, and a later call with the same inputs resumes from the last save;
-        returns the op it started from (0 for a fresh run)."""
+        With `checkpoint` (a folder), every image's live registers are saved there at the first layer
+        boundary after each `checkpoint_every` seconds, with the guard's profile so far, and a later call
+        with the same inputs resumes from the last save. Returns where it started and how many seconds
+        the earlier runs had spent (both 0 for a fresh run)."""
+        started = time.perf_counter()
         batch = [read_ciphertexts(Path(source), self.plan.input, self.manifest["store_id"]) for source, _ in folders]
-        saver = resume = None
+        saver, resume, after_op, before = None, None, None, Resumed(0, 0.0)
         if checkpoint is not None:
             saver = Checkpoint(checkpoint, self.manifest["store_id"], input_digest([source for source, _ in folders]),
                                checkpoint_every)
-            resume = saver.load()
+            loaded = saver.load()
+            if loaded is not None:
+                next_op, registers, notes = loaded
+                resume, before = (next_op, registers), Resumed(next_op, notes.get("seconds", 0.0))
+                if guard is not None:
+                    guard.restore(notes.get("profiles", []))
+            ops = self.plan.ops
+
+            def after_op(next_op: int, registers: list[dict[str, list]]) -> None:
+                if next_op < len(ops) and ops[next_op].layer != ops[next_op - 1].layer:  # layer boundaries only
+                    profiles = [] if guard is None else [p.to_dict() for p in guard.profiles]
+                    saver.save(next_op, registers,
+                               {"seconds": before.seconds + time.perf_counter() - started, "profiles": profiles})
+
         keys = PhaseKeys(self)
         try:
-            results = self.backend.run_batch(batch, guard=guard, keys=keys, resume=resume,
-                                             after_op=None if saver is None else saver.save)
+            results = self.backend.run_batch(batch, guard=guard, keys=keys, resume=resume, after_op=after_op)
         finally:
             keys.drop()
         for (_, target), result in zip(folders, results, strict=True):
             write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"])
         if saver is not None:
             saver.clear()
-        return 0 if resume is None else resume[0]
+        return before
+
+
+class Resumed(NamedTuple):
+    """Where a batch resumed from a checkpoint: the op it started at and the seconds spent before."""
+
+    op: int
+    seconds: float
