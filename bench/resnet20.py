@@ -7,9 +7,9 @@ layer the plan's levels, bootstraps, rotation keys and estimated memory.
 
 --encrypted runs real CKKS instead: client keygen into a key store (own process), encryption, the
 server evaluating all images as one batch in its own process with per-phase keys under the memory
-budget, decryption, and a measured per-layer profile: time, the
-plan's memory estimate beside the measured RSS, and with --plot a PNG chart of both. --insecure allows
-the toy preset for a quick try.
+budget (checkpointed: the same command on the same --store resumes a stopped run), decryption, and a
+measured per-layer profile: time, the plan's memory estimate beside the measured RSS, and with --plot a
+PNG chart of both. --insecure allows the toy preset for a quick try.
 
     .venv/bin/python bench/resnet20.py [--images N] [--encrypted [--store DIR] [--budget-gb 15] [--plot PNG]]
 """
