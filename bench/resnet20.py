@@ -173,7 +173,9 @@ def encrypted_logits(plan, raw_images, args):
     client = Client(store / "server", store / "client")
     folders = [(store / f"query{index}", store / f"answer{index}") for index in range(len(raw_images))]
     for image, (query, _) in zip(raw_images, folders, strict=True):
-        if not query.is_dir():  # a rerun on the same store reuses its queries, so a checkpoint can resume
+        if query.is_dir():  # a rerun on the same store reuses its queries, so a checkpoint can resume
+            log(f"reusing the encrypted image in {query}")
+        else:
             client.encrypt(image, query)
     # The server runs in its own process too, from the key store's server part alone: its RSS is then the
     # server's, not this process's (which also holds the compiler, the plaintext model and the client).
