@@ -24,6 +24,19 @@ def store(tmp_path_factory):
     return plan, client, base
 
 
+def _encrypted_batch(client, folder, seed, count=2):
+    """`count` random images encrypted into folder/query<i>, with folder/answer<i> for the server."""
+    images = random_images(count, (1, 8, 8), seed=seed).images
+    folders = [(folder / f"query{i}", folder / f"answer{i}") for i in range(count)]
+    for image, (query, _) in zip(images, folders, strict=True):
+        client.encrypt(image, query)
+    return images, folders
+
+
+def _assert_answers_match_simulator(plan, client, images, answers):
+    _assert_answers_match_simulator(plan, client, images, answers)
+
+
 def _serve(server_dir, input_dir, output_dir):
     return subprocess.run([sys.executable, "-c", SERVE, str(server_dir), str(input_dir), str(output_dir)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -84,10 +97,7 @@ def test_server_batch_loads_each_phase_once_and_profiles_key_loading(store, tmp_
     from resnet_fhe.profiling import MemoryGuard, RssSampler
 
     plan, client, base = store
-    images = random_images(2, (1, 8, 8), seed=24).images
-    folders = [(tmp_path / f"query{i}", tmp_path / f"answer{i}") for i in range(2)]
-    for image, (query, _) in zip(images, folders, strict=True):
-        client.encrypt(image, query)
+    images, folders = _encrypted_batch(client, tmp_path, seed=24)
     server = runtime.Server(base / "server")
     loads = []
     original = server.file
@@ -101,10 +111,7 @@ def test_server_batch_loads_each_phase_once_and_profiles_key_loading(store, tmp_
     assert loads == single, "a batch of two loaded keys more often than one image does"
     assert any(p.key_load_seconds > 0 for p in guard.profiles)
     assert all(0 <= p.key_load_seconds <= p.seconds for p in guard.profiles)
-    expected = SimulatorBackend(plan).run(images / 255.0)
-    for (_, answer), want in zip(folders, expected, strict=True):
-        got = client.decrypt(answer)
-        assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+    _assert_answers_match_simulator(plan, client, images, [a for _, a in folders])
 
 
 def test_cli_infer_evaluates_a_batch_and_writes_its_profile(store, tmp_path):
@@ -113,11 +120,8 @@ def test_cli_infer_evaluates_a_batch_and_writes_its_profile(store, tmp_path):
     from resnet_fhe.cli import main
 
     plan, client, base = store
-    images = random_images(2, (1, 8, 8), seed=26).images
-    queries = [tmp_path / f"query{i}" for i in range(2)]
-    answers = [tmp_path / f"answer{i}" for i in range(2)]
-    for image, query in zip(images, queries, strict=True):
-        client.encrypt(image, query)
+    images, folders = _encrypted_batch(client, tmp_path, seed=26)
+    queries, answers = [q for q, _ in folders], [a for _, a in folders]
     assert main(["infer", "--server", str(base / "server"), "--input", *map(str, queries),
                  "--output", str(answers[0])]) == 2  # one answer folder per input, or nothing runs
     assert not answers[0].exists()
@@ -125,9 +129,7 @@ def test_cli_infer_evaluates_a_batch_and_writes_its_profile(store, tmp_path):
                  "--output", *map(str, answers), "--json", str(tmp_path / "infer.json")]) == 0
     profile = json.loads((tmp_path / "infer.json").read_text())
     assert profile["images"] == 2 and [p["layer"] for p in profile["layers"]] == plan.layers()
-    expected = SimulatorBackend(plan).run(images / 255.0)
-    for answer, want in zip(answers, expected, strict=True):
-        assert np.max(np.abs(client.decrypt(answer) - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+    _assert_answers_match_simulator(plan, client, images, answers)
 
 
 def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch):
@@ -136,10 +138,7 @@ def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch)
     from resnet_fhe.runtime.server import PhaseKeys
 
     plan, client, base = store
-    images = random_images(2, (1, 8, 8), seed=27).images
-    folders = [(tmp_path / f"query{i}", tmp_path / f"answer{i}") for i in range(2)]
-    for image, (query, _) in zip(images, folders, strict=True):
-        client.encrypt(image, query)
+    images, folders = _encrypted_batch(client, tmp_path, seed=27)
     server = runtime.Server(base / "server")
     ops = server.plan.ops
     stop_at = [i for i, op in enumerate(ops) if isinstance(op, Bootstrap)][1]
@@ -169,9 +168,7 @@ def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch)
     assert resumed.op == stop_at and resumed.seconds > 0
     assert [p.layer for p in guard.profiles] == plan.layers()  # the earlier run's layers, then the rest
     assert not (tmp_path / "checkpoint").exists()  # removed once the answers are written
-    expected = SimulatorBackend(plan).run(images / 255.0)
-    for (_, answer), want in zip(folders, expected, strict=True):
-        assert np.max(np.abs(client.decrypt(answer) - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+    _assert_answers_match_simulator(plan, client, images, [a for _, a in folders])
 
 
 def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monkeypatch):
