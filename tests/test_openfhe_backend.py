@@ -49,3 +49,18 @@ def test_batch_matches_single_image_runs(setup):
     for cts, want in zip(batch, expected, strict=True):  # each image keeps its own result, in order
         got = backend.decrypt(cts, keys.secret_key)
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_linear_transforms_split_a_large_batch_into_groups(setup, monkeypatch):
+    from resnet_fhe.plan import cost
+
+    plan, keys, backend = setup
+    linear = next(op for op in plan.ops if op.kind == "linear")
+    assert cost.linear_group_size(plan.params, linear, 3) == 3  # toy copies are far below the cap
+    monkeypatch.setattr(cost, "LINEAR_GROUP_BYTES", 1)  # now every image is its own group
+    assert cost.linear_group_size(plan.params, linear, 3) == 1
+    images = random_images(3, (1, 8, 8), seed=14).images / 255.0
+    batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
+    for cts, want in zip(batch, SimulatorBackend(plan).run(images), strict=True):
+        got = backend.decrypt(cts, keys.secret_key)
+        assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resnet_fhe.errors import PlanError
+from resnet_fhe.plan.cost import linear_group_size
 from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Plan
@@ -142,8 +143,7 @@ class OpenFHEBackend:
                 if guard is not None:
                     guard.note_key_load(time.perf_counter() - started)
             slots = self.plan.registers[op.output].layout.slots
-            for image in registers:
-                result = self._apply(op, image)
+            for image, result in zip(registers, self.evaluate_op(op, registers), strict=True):
                 for ct in result:
                     ct.SetSlots(slots)
                 image[op.output] = result
@@ -158,9 +158,13 @@ class OpenFHEBackend:
             guard.finish()
         return [image[self.plan.output] for image in registers]
 
-    def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
+    def evaluate_op(self, op, registers: list[dict[str, list[object]]]) -> list[list[object]]:
+        """One op's output ciphertexts for each image, given each image's registers (left in place)."""
         if isinstance(op, LinearTransform):
-            return self._linear(op, registers[op.input])
+            return self._linear(op, [image[op.input] for image in registers])
+        return [self._apply(op, image) for image in registers]
+
+    def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
         if isinstance(op, Polynomial):
             coefficients = [2 * op.coefficients[0], *op.coefficients[1:]]
             return [self.cc.EvalChebyshevSeries(ct, coefficients, -1.0, 1.0) for ct in registers[op.input]]
@@ -183,9 +187,54 @@ class OpenFHEBackend:
     def _plaintext(self, values: np.ndarray, level: int, slots: int):
         return self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(values, dtype=np.float64), 1, level, None, slots)
 
-    def _linear(self, op: LinearTransform, cts: list[object]) -> list[object]:
+    def _linear(self, op: LinearTransform, batch: list[list[object]]) -> list[list[object]]:
+        """The transform of every image's ciphertexts, baby-step giant-step, one plaintext per diagonal.
+
+        Two things make this cheaper than the textbook loop. Each diagonal is encoded once for a group of
+        images (encoding costs as much as the product it feeds; plan.cost.linear_group_size bounds the
+        group's rotated copies). And products use EvalMultMutable: under
+        FLEXIBLEAUTO an input still carrying an unrescaled product (every conv input does) is rescaled
+        before each multiplication, on a copy with EvalMult - 16 to 64 times per baby-step ciphertext -
+        but once, in place, with EvalMultMutable. Rescaling keeps the value, so the input registers
+        (the babies include the input itself) stay correct for their other readers.
+        """
+        group = linear_group_size(self.plan.params, op, len(batch))
+        if group < len(batch):
+            return [out for start in range(0, len(batch), group)
+                    for out in self._linear(op, batch[start:start + group])]
         diagonals = self.plan.constants[f"{op.constants}.diagonals"]
         terms = self.plan.constants[f"{op.constants}.terms"]
+        babies = [self._baby_steps(op, cts) for cts in batch]
+        outputs: list[list[object]] = [[] for _ in batch]
+        for out_ct in range(op.outputs):
+            accumulators: list[object | None] = [None] * len(batch)
+            for giant in range(op.giants - 1, -1, -1):
+                accumulators = [acc if acc is None else self.cc.EvalRotate(acc, op.giant_step)
+                                for acc in accumulators]
+                rows = np.nonzero((terms[:, 0] == out_ct) & (terms[:, 1] == giant))[0]
+                for row in rows:
+                    encoded: dict[int, object] = {}  # by level: the first product rescales its source
+                    for image, image_babies in enumerate(babies):
+                        source = image_babies[int(terms[row, 2])][int(terms[row, 3])]
+                        level = source.GetLevel()
+                        if level not in encoded:
+                            encoded[level] = self._plaintext(diagonals[row], level, op.slots)
+                        product = self.cc.EvalMultMutable(source, encoded[level])
+                        acc = accumulators[image]
+                        accumulators[image] = product if acc is None else self.cc.EvalAdd(acc, product)
+            for image, acc in enumerate(accumulators):
+                if acc is None:
+                    raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
+                for step in op.fold_steps():
+                    acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, step))
+                if op.has_bias:
+                    bias = self.plan.constants[f"{op.constants}.bias"][out_ct]
+                    acc = self.cc.EvalAdd(acc, self._plaintext(bias, acc.GetLevel(), op.slots_out))
+                outputs[image].append(acc)
+        return outputs
+
+    def _baby_steps(self, op: LinearTransform, cts: list[object]) -> list[list[object]]:
+        """Per input ciphertext, its copies rotated by each baby step; hoisted where the step allows."""
         babies = []
         for ct in cts:
             precomputed = self.cc.EvalFastRotationPrecompute(ct)
@@ -196,24 +245,4 @@ class OpenFHEBackend:
                 else:
                     rotated[step.offset] = self.cc.EvalRotate(rotated[step.source], step.key)
             babies.append([rotated[step.offset] for step in op.babies])
-        outputs = []
-        for out_ct in range(op.outputs):
-            acc = None
-            for giant in range(op.giants - 1, -1, -1):
-                if acc is not None:
-                    acc = self.cc.EvalRotate(acc, op.giant_step)
-                rows = np.nonzero((terms[:, 0] == out_ct) & (terms[:, 1] == giant))[0]
-                for row in rows:
-                    source = babies[int(terms[row, 2])][int(terms[row, 3])]
-                    plaintext = self._plaintext(diagonals[row], source.GetLevel(), op.slots)
-                    product = self.cc.EvalMult(source, plaintext)
-                    acc = product if acc is None else self.cc.EvalAdd(acc, product)
-            if acc is None:
-                raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
-            for step in op.fold_steps():
-                acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, step))
-            if op.has_bias:
-                bias = self.plan.constants[f"{op.constants}.bias"][out_ct]
-                acc = self.cc.EvalAdd(acc, self._plaintext(bias, acc.GetLevel(), op.slots_out))
-            outputs.append(acc)
-        return outputs
+        return babies

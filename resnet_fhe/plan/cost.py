@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from resnet_fhe.plan.ops import LinearTransform
 from resnet_fhe.plan.params import CkksParameters
 
 WORD = 8
@@ -50,3 +51,18 @@ def bootstrap_bytes(params: CkksParameters, slots: int) -> int:
     matrices = sum(b * 2 ** math.ceil(log_slots / b) for b in params.level_budget)
     plaintext = towers(params, params.multiplicative_depth) * params.ring_dim * WORD
     return bootstrap_key_count(params, slots) * key_bytes(params) + matrices * plaintext
+
+
+# A linear transform shares each encoded diagonal across the images evaluated together, which needs their
+# baby-step ciphertexts alive at once; groups are capped so a high-level transform's copies stay small.
+LINEAR_GROUP_BYTES = 512 * 2**20
+
+
+def baby_step_bytes(params: CkksParameters, op: LinearTransform) -> int:
+    """One image's rotated copies of a linear transform's input."""
+    return len(op.babies) * op.inputs * ciphertext_bytes(params, op.level_in)
+
+
+def linear_group_size(params: CkksParameters, op: LinearTransform, images: int) -> int:
+    """How many images a linear transform evaluates together (at least one)."""
+    return max(1, min(images, LINEAR_GROUP_BYTES // baby_step_bytes(params, op)))

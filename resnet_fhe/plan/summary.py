@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from resnet_fhe.plan.cost import bootstrap_bytes, ciphertext_bytes, key_bytes
+from resnet_fhe.plan.cost import baby_step_bytes, bootstrap_bytes, ciphertext_bytes, key_bytes, linear_group_size
 from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
@@ -18,7 +18,8 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
     The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (a slot
     count's bootstrap keys plus the rotation keys loaded since, and the relinearisation key), the plan's
     constants, the live registers and the op's working set. `images` is the batch the server evaluates op
-    by op: every image keeps its own live registers, while keys and one op's working set are shared."""
+    by op: every image keeps its own live registers, keys are shared, and a linear transform works on a
+    group of images at once (plan.cost.linear_group_size)."""
     params = plan.params
     last_use = last_readers(plan.ops)
     residency = KeyResidency()
@@ -51,7 +52,8 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
         held = images * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
         working = 0
         if isinstance(op, LinearTransform):
-            working = (len(op.babies) * op.inputs + 2 * op.outputs) * ciphertext_bytes(params, op.level_in)
+            group = linear_group_size(params, op, images)
+            working = group * (baby_step_bytes(params, op) + 2 * op.outputs * ciphertext_bytes(params, op.level_in))
         residency.admit(op)
         keys_memory = len(residency.rotations) * key_bytes(params)
         if residency.bootstrap_slots is not None:

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Times one op of a compiled plan under real encryption, alone or for several images at once.
+
+A whole 128-bit ResNet20 run takes hours; this measures one linear transform or ReLU polynomial in
+seconds, with only that op's rotation keys (no bootstrapping keys, about 1 GB), on random inputs at the
+level the plan gives the op. It is how the backend's per-op costs are compared before and after a change.
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/op_timing.py --op stage1.block1.conv1 --images 1 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "circuits" / "resnet20-default-128.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", type=Path, default=DEFAULT_PLAN, help="compiled plan JSON (constants beside)")
+    parser.add_argument("--op", required=True, help="op name, as in the plan's JSON")
+    parser.add_argument("--images", type=int, nargs="+", default=[1], help="batch sizes to time")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context
+    from resnet_fhe.errors import ResnetFheError
+    from resnet_fhe.plan.ops import LinearTransform, Polynomial
+    from resnet_fhe.plan.plan import Plan
+
+    try:
+        plan = Plan.load(args.plan)
+        ops = {op.name: op for op in plan.ops}
+        if args.op not in ops:
+            raise ResnetFheError(f"no op {args.op!r} in {args.plan}; linear and polynomial ops: "
+                                 + ", ".join(name for name, op in ops.items()
+                                             if isinstance(op, LinearTransform | Polynomial)))
+        op = ops[args.op]
+        if not isinstance(op, LinearTransform | Polynomial):
+            raise ResnetFheError(f"{args.op} is a {op.kind} op; only linear and polynomial ops are timed here")
+        if min(args.images) < 1:
+            raise ResnetFheError("--images takes batch sizes of at least 1")
+    except ResnetFheError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    context = build_context(plan.params)
+    keys = context.KeyGen()
+    context.EvalMultKeyGen(keys.secretKey)
+    if op.rotation_keys():
+        context.EvalRotateKeyGen(keys.secretKey, sorted(op.rotation_keys()))
+    backend = OpenFHEBackend(plan, context)
+    ciphertexts = plan.registers[op.input].layout.ciphertexts
+    # Inputs as the plan leaves them: at the op's level, still carrying one unrescaled product.
+    spent = plan.params.multiplicative_depth - op.level_in - 1
+    rng = np.random.default_rng(0)
+
+    def fresh_input() -> list[object]:
+        values = rng.uniform(-1, 1, op.slots)
+        plaintext = context.MakeCKKSPackedPlaintext(values, 1, spent, None, op.slots)
+        return [context.EvalMult(context.Encrypt(keys.publicKey, plaintext), 1.0) for _ in range(ciphertexts)]
+
+    rows = []
+    for images in args.images:
+        batch = [{op.input: fresh_input()} for _ in range(images)]
+        started = time.perf_counter()
+        backend.evaluate_op(op, batch)
+        seconds = time.perf_counter() - started
+        rows.append({"images": images, "seconds": round(seconds, 3), "seconds_per_image": round(seconds / images, 3)})
+        print(f"{op.name}: {images} image(s) in {seconds:.2f} s = {seconds / images:.2f} s per image", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"op": op.name, "kind": op.kind, "plan": str(args.plan),
+                                         "preset": plan.params.name, "level_in": op.level_in,
+                                         "timings": rows, "command": " ".join(sys.argv)}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
