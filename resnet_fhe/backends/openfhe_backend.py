@@ -159,7 +159,8 @@ class OpenFHEBackend:
         return [image[self.plan.output] for image in registers]
 
     def evaluate_op(self, op, registers: list[dict[str, list[object]]]) -> list[list[object]]:
-        """One op's output ciphertexts for each image, given each image's registers (left in place)."""
+        """One op's output ciphertexts for each image, given each image's registers. Registers keep their
+        values, though a linear transform may rescale its input ciphertexts in place."""
         if isinstance(op, LinearTransform):
             return self._linear(op, [image[op.input] for image in registers])
         return [self._apply(op, image) for image in registers]
