@@ -32,6 +32,9 @@ def log(message: str) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    from resnet_fhe.compiler.compile import CompileOptions  # numpy only: OpenMP settings come later
+    from resnet_fhe.compiler.polynomial import RELU_FORMS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet20", help="name in weights/ or a weights .npz path")
     parser.add_argument("--preset", default="default-128")
@@ -39,6 +42,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 batches (training images calibrate)")
     parser.add_argument("--calibration-images", type=int, default=None,
                         help="training images that calibrate the activation ranges (default: the compiler's)")
+    parser.add_argument("--relu-form", choices=RELU_FORMS, default=CompileOptions.relu_form,
+                        help="ReLU stand-in: any Chebyshev series, or a*x + even(x) (faster, same depth)")
     parser.add_argument("--no-noise", action="store_true", help="simulate without the CKKS noise model")
     parser.add_argument("--encrypted", action="store_true", help="real CKKS with OpenFHE instead of the simulator")
     parser.add_argument("--store", type=Path, default=None, help="key store folder (default: a temporary one)")
@@ -85,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     calibration_images = args.calibration_images or DEFAULT_CALIBRATION_IMAGES
     log(f"compiling {args.model} for preset {args.preset} (calibration: {calibration_images} training images)")
     started = time.perf_counter()
-    plan = compile_model(args.model, args.preset, CompileOptions(), calibration_images, args.data_dir)
+    options = CompileOptions(relu_form=args.relu_form)
+    plan = compile_model(args.model, args.preset, options, calibration_images, args.data_dir)
     compile_seconds = time.perf_counter() - started
     if plan.params.insecure and not args.insecure:
         log(f"error: preset {plan.params.name} is INSECURE ({plan.params.security}); pass --insecure to use it")
@@ -201,13 +207,18 @@ def encrypted_logits(plan, raw_images, args):
     return np.stack(logits), measured
 
 
+# What the client and server execute; calibration and activation notes may differ between code versions.
+EXECUTABLE_PLAN_FIELDS = ("params", "input", "output", "classes", "registers", "ops", "constants_sha256")
+
+
 def reusable(store: Path, plan) -> bool:
-    """True when `store` already holds keys for exactly this plan (same constants, same parameters)."""
+    """True when `store` already holds keys for exactly this plan (same ops, registers, constants, params)."""
     manifest = store / "server" / "manifest.json"
     if not manifest.is_file() or not (store / "client" / "secret_key.bin").is_file():
         return False
     stored = json.loads((store / "server" / "plan.json").read_text())
-    return stored.get("constants_sha256") == plan.constants_sha256 and stored.get("params") == plan.params.to_dict()
+    wanted = json.loads(json.dumps(plan.to_dict()))
+    return all(stored.get(field) == wanted[field] for field in EXECUTABLE_PLAN_FIELDS)
 
 
 if __name__ == "__main__":

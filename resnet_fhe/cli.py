@@ -13,6 +13,7 @@ import numpy as np
 
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
 from resnet_fhe.compiler.compile import CompileOptions
+from resnet_fhe.compiler.polynomial import RELU_FORMS
 from resnet_fhe.errors import InputError, ResnetFheError
 
 
@@ -55,7 +56,7 @@ def compile_plan(args: argparse.Namespace):
     if getattr(args, "plan", None):
         return Plan.load(args.plan)
     started = time.perf_counter()
-    options = CompileOptions(margin=args.margin, relu_error=args.relu_error)
+    options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form)
     plan = compile_model(args.model, args.preset, options, args.calibration_images, args.data_dir)
     _log(f"compiled {args.model} for {args.preset} in {time.perf_counter() - started:.1f} s: "
          f"{len(plan.ops)} ops, {plan.bootstraps} bootstraps")
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="calibrated ranges are scaled to [-1/margin, 1/margin]")
         command.add_argument("--relu-error", type=float, default=CompileOptions.relu_error,
                              help="target relative RMS error of each ReLU polynomial")
+        command.add_argument("--relu-form", choices=RELU_FORMS, default=CompileOptions.relu_form,
+                             help="ReLU stand-in: any Chebyshev series, or a*x + even(x) (same depth, "
+                                  "about half the encrypted evaluation time)")
         command.add_argument("--data-dir", type=Path, default=None,
                              help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
 

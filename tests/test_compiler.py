@@ -7,11 +7,11 @@ import pytest
 
 from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend
 from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
-from resnet_fhe.compiler.polynomial import MAX_DEGREE_AT_DEPTH, relative_error, relu_chebyshev
+from resnet_fhe.compiler.polynomial import relative_error, relu_chebyshev, relu_degree
 from resnet_fhe.errors import CalibrationError, CompileError, PlanError
 from resnet_fhe.ir import fold_batchnorm, run_graph
 from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
-from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial
+from resnet_fhe.plan.ops import MAX_DEGREE_AT_DEPTH, Bootstrap, LinearTransform, Polynomial
 from resnet_fhe.plan.plan import Plan
 from tests.helpers import compile_for_test, random_images, small_cnn, toy_params
 
@@ -34,6 +34,22 @@ def test_relu_fit_is_zero_at_zero_and_improves_with_degree():
     errors = [relative_error(relu_chebyshev(d, samples), samples) for d in (27, 59, 119)]
     assert errors[0] > errors[1] > errors[2]
     assert abs(np.polynomial.chebyshev.chebval(0.0, relu_chebyshev(59, samples))) < 1e-12
+
+
+def test_linear_even_relu_keeps_the_depth_and_only_even_terms_beside_x():
+    samples = np.random.default_rng(0).normal(0.05, 0.1, 4000).clip(-1, 1)  # asymmetric, as activations are
+    for depth in (6, 8):
+        degree = relu_degree(depth, "linear-even")
+        assert degree == 2 * MAX_DEGREE_AT_DEPTH[depth - 1]
+        even = relu_chebyshev(degree, samples, "linear-even")
+        assert not np.any(even[3::2]) and even[1] != 0
+        assert abs(np.polynomial.chebyshev.chebval(0.0, even)) < 1e-12
+        general = relu_chebyshev(MAX_DEGREE_AT_DEPTH[depth], samples)
+        assert relative_error(even, samples) < 1.5 * relative_error(general, samples)
+        op = Polynomial("relu", "relu", "x", "y", 16, 1, list(even), depth)
+        assert op.linear_even and not Polynomial("relu", "relu", "x", "y", 16, 1, list(general), depth).linear_even
+    with pytest.raises(CompileError, match="ReLU form"):
+        relu_degree(8, "odd")
 
 
 def test_small_cnn_on_grey_28x28_with_polynomials():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from resnet_fhe.backends.simulator import SimulatorBackend
-from resnet_fhe.plan.ops import Bootstrap
+from resnet_fhe.compiler.polynomial import relu_chebyshev, relu_degree
+from resnet_fhe.plan.ops import Bootstrap, Polynomial
 from resnet_fhe.plan.params import load_preset
 from tests.helpers import random_images, toy_resnet_plan
 
@@ -64,3 +65,31 @@ def test_linear_transforms_split_a_large_batch_into_groups(setup, monkeypatch):
     for cts, want in zip(batch, SimulatorBackend(plan).run(images), strict=True):
         got = backend.decrypt(cts, keys.secret_key)
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels():
+    plan = toy_resnet_plan(relu_form="linear-even")
+    relus = [op for op in plan.ops if op.kind == "polynomial"]
+    assert relus and all(op.linear_even for op in relus)  # the backend takes the half-degree path
+    keys = openfhe_backend.generate_keys(plan)
+    backend = openfhe_backend.OpenFHEBackend(plan, keys.context)
+    images = random_images(2, (1, 8, 8), seed=15).images / 255.0
+    batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
+    for cts, want in zip(batch, SimulatorBackend(plan).run(images), strict=True):
+        got = backend.decrypt(cts, keys.secret_key)
+        assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+    # The half-degree path spends no more levels than the general series of the same depth.
+    depth = max(op.depth for op in relus)
+    x = np.random.default_rng(16).uniform(-1, 1, relus[0].slots)
+    context = keys.context
+    levels = {}
+    for form in ("general", "linear-even"):
+        degree = relu_degree(depth, form)
+        op = Polynomial("p", "p", "x", "y", relus[0].slots, 1, list(relu_chebyshev(degree, None, form)), depth)
+        ct = context.Encrypt(keys.public_key, context.MakeCKKSPackedPlaintext(x, 1, 1, None, op.slots))
+        out = backend._polynomial(op, context.EvalMult(ct, 1.0))
+        levels[form] = out.GetLevel()
+        decrypted = context.Decrypt(out, keys.secret_key)
+        decrypted.SetLength(op.slots)
+        assert np.max(np.abs(np.array(decrypted.GetRealPackedValue()) - np.maximum(x, 0))) < 0.05
+    assert levels["linear-even"] <= levels["general"]

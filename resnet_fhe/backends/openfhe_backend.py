@@ -2,7 +2,7 @@
 
 Every op keeps the simulator's slot semantics: EvalRotate(ct, k) moves slot p + k to p; a ciphertext
 encrypting an n-periodic vector is tagged with n slots (SetSlots), which is what bootstrapping and
-decryption read. OpenFHE's Chebyshev series halves its first coefficient, so it is doubled here.
+decryption read.
 
 This module holds the evaluation and a single-process key setup (tests, local runs); resnet_fhe.runtime
 splits keys between a client and a server that loads them per phase.
@@ -167,8 +167,7 @@ class OpenFHEBackend:
 
     def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
         if isinstance(op, Polynomial):
-            coefficients = [2 * op.coefficients[0], *op.coefficients[1:]]
-            return [self.cc.EvalChebyshevSeries(ct, coefficients, -1.0, 1.0) for ct in registers[op.input]]
+            return [self._polynomial(op, ct) for ct in registers[op.input]]
         if isinstance(op, Bootstrap):
             result = []
             for ct in registers[op.input]:
@@ -184,6 +183,20 @@ class OpenFHEBackend:
                 result = [self.cc.EvalAdd(ct, self.cc.EvalRotate(ct, step)) for ct in result]
             return result
         raise PlanError(f"the OpenFHE backend has no rule for {type(op).__name__}")
+
+    def _polynomial(self, op: Polynomial, ct: object) -> object:
+        """sum_k c_k T_k(x); a linear-even series as c_1 x + sum_k c_2k T_k(2x^2 - 1), which equals it
+        (T_2k(x) = T_k(2x^2 - 1)) with a series of half the degree."""
+        if op.linear_even:
+            square = self.cc.EvalSquare(ct)
+            y = self.cc.EvalSub(self.cc.EvalAdd(square, square), 1.0)
+            even = self._chebyshev(y, op.coefficients[0::2])
+            return self.cc.EvalAdd(even, self.cc.EvalMult(ct, op.coefficients[1]))
+        return self._chebyshev(ct, op.coefficients)
+
+    def _chebyshev(self, ct: object, coefficients: list[float]) -> object:
+        # OpenFHE's series halves the first coefficient.
+        return self.cc.EvalChebyshevSeries(ct, [2 * coefficients[0], *coefficients[1:]], -1.0, 1.0)
 
     def _plaintext(self, values: np.ndarray, level: int, slots: int):
         return self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(values, dtype=np.float64), 1, level, None, slots)

@@ -39,10 +39,13 @@ class CompileOptions:
     """margin: calibrated ranges are mapped to [-1/margin, 1/margin], headroom for unseen inputs (a
     polynomial diverges just outside [-1, 1]; 1.4 covers what held-out images reached, see calibrate.py).
     relu_error: target relative RMS error of each ReLU polynomial on its calibration samples.
+    relu_form: "general" or "linear-even" (a*x + even(x): same depth, about half the evaluation time;
+    see compiler/polynomial.py).
     max_keys_per_phase: rotation keys one op may need (beside bootstrapping)."""
 
     margin: float = 1.4
     relu_error: float = 0.02
+    relu_form: str = "general"
     max_keys_per_phase: int = 5
 
 
@@ -144,7 +147,7 @@ class _Lowerer:
         samples = (self.calibration.activation_samples[source] * self.scales[source][:, None]).ravel()
         # One level for the linear layer that follows, one kept for bootstrapping.
         max_depth = self.params.levels_after_bootstrap - 1 - BOOTSTRAP_HEADROOM
-        choice = choose_relu(samples, self.options.relu_error, max_depth)
+        choice = choose_relu(samples, self.options.relu_error, max_depth, self.options.relu_form)
         layout = self.registers[source].layout
         self.ops.append(Polynomial(node.name, node.name, source, node.name, layout.slots, layout.ciphertexts,
                                    [float(f"{c:.10g}") for c in choice.coefficients], choice.depth))
@@ -204,7 +207,8 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
     output = graph.output
     plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].size,
                 lowerer.registers, ops, lowerer.activations,
-                {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error},
+                {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error,
+                 "relu_form": options.relu_form},
                 lowerer.constants)
     plan.seal()
     return plan

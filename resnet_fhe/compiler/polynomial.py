@@ -1,7 +1,11 @@
 """Polynomial stand-ins for ReLU, fitted on [-1, 1] (the compiler scales every activation input into it).
 
-Degrees are the largest OpenFHE evaluates at each multiplicative depth (its Paterson-Stockmeyer
-Chebyshev evaluation), so a degree is never paid for in levels without being used.
+Two forms. "general": any Chebyshev series of the largest degree OpenFHE evaluates at the depth (its
+Paterson-Stockmeyer evaluation), so a degree is never paid for in levels without being used.
+"linear-even": a*x plus an even polynomial, as max(x, 0) = x/2 + |x|/2 is. Since T_2k(x) = T_k(2x^2 - 1),
+the even part is a series of half the degree in y = 2x^2 - 1: one level for y, then the largest degree of
+one level less, so the same depth holds a degree 2 * MAX_DEGREE_AT_DEPTH[depth - 1] (238 against 247 at
+depth 8) evaluated with about half the work (plan.ops.Polynomial.linear_even tells a backend so).
 """
 
 from __future__ import annotations
@@ -12,41 +16,43 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from resnet_fhe.errors import CompileError
-
-# Largest degree OpenFHE's EvalChebyshevSeries evaluates within a depth
-# (openfhe.GetMultiplicativeDepthByCoeffVector; checked by a test).
-MAX_DEGREE_AT_DEPTH = {3: 5, 4: 13, 5: 27, 6: 59, 7: 119, 8: 247, 9: 495, 10: 1007}
-
-
-def depth_of_degree(degree: int) -> int:
-    for depth, top in sorted(MAX_DEGREE_AT_DEPTH.items()):
-        if degree <= top:
-            return depth
-    raise CompileError(f"degree {degree} is beyond the supported {max(MAX_DEGREE_AT_DEPTH.values())}")
-
+from resnet_fhe.plan.ops import MAX_DEGREE_AT_DEPTH
 
 MIN_DEPTH = 5  # below degree 27 no ReLU stand-in keeps a CIFAR ResNet's accuracy
 UNIFORM_WEIGHT = 0.05  # share of the least-squares weight spread evenly over [-1, 1]
+RELU_FORMS = ("general", "linear-even")
 
 
-def relu_chebyshev(degree: int, samples: np.ndarray | None = None) -> np.ndarray:
+def relu_degree(depth: int, form: str = "general") -> int:
+    """The degree of a `form` stand-in that fills `depth` levels."""
+    if form not in RELU_FORMS:
+        raise CompileError(f"unknown ReLU form {form!r}; choose one of {', '.join(RELU_FORMS)}")
+    return MAX_DEGREE_AT_DEPTH[depth] if form == "general" else 2 * MAX_DEGREE_AT_DEPTH[depth - 1]
+
+
+def relu_chebyshev(degree: int, samples: np.ndarray | None = None, form: str = "general") -> np.ndarray:
     """Chebyshev coefficients of a degree-`degree` stand-in for max(x, 0) on [-1, 1].
 
-    With samples: least squares weighted by where the calibration activations actually fall (most sit
-    near 0, where ReLU's kink is hardest), plus a uniform share over [-1, 1] so that the polynomial stays
-    close to ReLU on the whole interval. Without: Chebyshev interpolation. Either way shifted so that
-    p(0) = 0 exactly, which keeps empty slots empty, so block padding never leaks into a pool.
+    Least squares weighted by where the calibration activations actually fall (most sit near 0, where
+    ReLU's kink is hardest), plus a uniform share over [-1, 1] so that the polynomial stays close to ReLU
+    on the whole interval; without samples, the uniform share alone (Chebyshev nodes). "linear-even"
+    keeps only T_1 and the even terms. Either way shifted so that p(0) = 0 exactly, which keeps empty
+    slots empty, so block padding never leaks into a pool.
     """
+    if form not in RELU_FORMS:
+        raise CompileError(f"unknown ReLU form {form!r}; choose one of {', '.join(RELU_FORMS)}")
+    grid = np.cos(np.pi * (np.arange(4 * degree + 4) + 0.5) / (4 * degree + 4))
     if samples is None:
-        coefficients = chebyshev.chebinterpolate(lambda x: np.maximum(x, 0.0), degree)
+        points, weights = grid, np.full(len(grid), 1.0 / len(grid))
     else:
-        grid = np.cos(np.pi * (np.arange(4 * degree + 4) + 0.5) / (4 * degree + 4))
         points = np.concatenate([samples, grid])
         weights = np.concatenate([np.full(len(samples), (1 - UNIFORM_WEIGHT) / len(samples)),
                                   np.full(len(grid), UNIFORM_WEIGHT / len(grid))])
-        root = np.sqrt(weights)
-        vandermonde = chebyshev.chebvander(points, degree) * root[:, None]
-        coefficients = np.linalg.lstsq(vandermonde, np.maximum(points, 0.0) * root, rcond=None)[0]
+    terms = np.arange(degree + 1) if form == "general" else np.array([1, *range(0, degree + 1, 2)])
+    root = np.sqrt(weights)
+    vandermonde = chebyshev.chebvander(points, degree)[:, terms] * root[:, None]
+    coefficients = np.zeros(degree + 1)
+    coefficients[terms] = np.linalg.lstsq(vandermonde, np.maximum(points, 0.0) * root, rcond=None)[0]
     coefficients[0] -= chebyshev.chebval(0.0, coefficients)
     return coefficients
 
@@ -66,17 +72,17 @@ class ActivationChoice:
     error: float
 
 
-def choose_relu(samples: np.ndarray, target: float, max_depth: int) -> ActivationChoice:
-    """The cheapest depth whose interpolant meets the relative-error target on the calibration samples;
+def choose_relu(samples: np.ndarray, target: float, max_depth: int, form: str = "general") -> ActivationChoice:
+    """The cheapest depth whose stand-in meets the relative-error target on the calibration samples;
     the deepest allowed when none does (the summary reports the error reached)."""
     depths = [d for d in sorted(MAX_DEGREE_AT_DEPTH) if MIN_DEPTH <= d <= max_depth]
     if not depths:
         raise CompileError(f"no ReLU polynomial fits in {max_depth} levels (at least {MIN_DEPTH} are needed)")
     choice = None
     for depth in depths:
-        coefficients = relu_chebyshev(MAX_DEGREE_AT_DEPTH[depth], samples)
-        choice = ActivationChoice(MAX_DEGREE_AT_DEPTH[depth], depth, coefficients,
-                                  relative_error(coefficients, samples))
+        degree = relu_degree(depth, form)
+        coefficients = relu_chebyshev(degree, samples, form)
+        choice = ActivationChoice(degree, depth, coefficients, relative_error(coefficients, samples))
         if choice.error <= target:
             break
     return choice

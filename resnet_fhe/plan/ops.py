@@ -15,6 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from resnet_fhe.errors import PlanError
+
+# Largest degree OpenFHE's EvalChebyshevSeries evaluates within a depth
+# (openfhe.GetMultiplicativeDepthByCoeffVector; checked by a test).
+MAX_DEGREE_AT_DEPTH = {3: 5, 4: 13, 5: 27, 6: 59, 7: 119, 8: 247, 9: 495, 10: 1007}
+
+
+def depth_of_degree(degree: int) -> int:
+    for depth, top in sorted(MAX_DEGREE_AT_DEPTH.items()):
+        if degree <= top:
+            return depth
+    raise PlanError(f"degree {degree} is beyond the supported {max(MAX_DEGREE_AT_DEPTH.values())}")
+
 
 @dataclass
 class _Op:
@@ -106,6 +119,13 @@ class Polynomial(_Op):
     @property
     def degree(self) -> int:
         return len(self.coefficients) - 1
+
+    @property
+    def linear_even(self) -> bool:
+        """a*x + even(x) with an even part that fits the op's depth as a series in y = 2x^2 - 1 (half
+        the degree, after the one level y takes): a backend may evaluate it that way, at half the work."""
+        c = self.coefficients
+        return len(c) > 3 and not any(c[3::2]) and depth_of_degree(self.degree // 2) + 1 <= self.depth
 
 
 @dataclass
