@@ -207,18 +207,15 @@ def encrypted_logits(plan, raw_images, args):
     return np.stack(logits), measured
 
 
-# What the client and server execute; calibration and activation notes may differ between code versions.
-EXECUTABLE_PLAN_FIELDS = ("params", "input", "output", "classes", "registers", "ops", "constants_sha256")
-
-
 def reusable(store: Path, plan) -> bool:
-    """True when `store` already holds keys for exactly this plan (same ops, registers, constants, params)."""
+    """True when `store` already holds keys for this very plan (same ops, registers, constants, params)."""
+    from resnet_fhe.plan.plan import executes_alike
+
     manifest = store / "server" / "manifest.json"
     if not manifest.is_file() or not (store / "client" / "secret_key.bin").is_file():
         return False
     stored = json.loads((store / "server" / "plan.json").read_text())
-    wanted = json.loads(json.dumps(plan.to_dict()))
-    return all(stored.get(field) == wanted[field] for field in EXECUTABLE_PLAN_FIELDS)
+    return executes_alike(plan, stored)
 
 
 if __name__ == "__main__":

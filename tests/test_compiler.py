@@ -12,7 +12,7 @@ from resnet_fhe.errors import CalibrationError, CompileError, PlanError
 from resnet_fhe.ir import fold_batchnorm, run_graph
 from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
 from resnet_fhe.plan.ops import MAX_DEGREE_AT_DEPTH, Bootstrap, LinearTransform, Polynomial
-from resnet_fhe.plan.plan import Plan
+from resnet_fhe.plan.plan import Plan, executes_alike
 from tests.helpers import compile_for_test, random_images, small_cnn, toy_params
 
 
@@ -96,6 +96,18 @@ def test_plan_json_round_trip_and_constant_check(tmp_path):
     tampered[first] = tampered[first] * 1.01
     with pytest.raises(PlanError, match="sha256"):
         Plan.from_dict(loaded.to_dict(), tampered)
+
+
+def test_a_stored_plan_executes_alike_only_with_the_same_circuit():
+    plan = compile_for_test(small_cnn())
+    stored = json.loads(json.dumps(plan.to_dict()))
+    assert executes_alike(plan, stored)
+    relu = next(op for op in stored["ops"] if op["kind"] == "polynomial")
+    stored["calibration"]["note"] = "provenance only"
+    relu["coefficients"][2] *= 1 + 1e-9  # last-digit wobble of a least-squares fit
+    assert executes_alike(plan, stored)
+    relu["coefficients"][2] *= 1.001
+    assert not executes_alike(plan, stored)
 
 
 def test_compile_is_deterministic():

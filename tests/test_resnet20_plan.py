@@ -11,6 +11,7 @@ from resnet_fhe.compiler import compile_model
 from resnet_fhe.data import load_sample
 from resnet_fhe.ir import run_graph
 from resnet_fhe.models import load_model
+from resnet_fhe.plan.plan import plan_differences
 
 CHECKED_IN = Path(__file__).resolve().parents[1] / "circuits" / "resnet20-default-128.json"
 
@@ -20,26 +21,8 @@ def plan(cifar_dir):
     return compile_model("resnet20", "default-128", data_dir=cifar_dir)
 
 
-def _differences(fresh, stored, path="plan"):
-    """Where two JSON trees differ. Floats may differ by 1e-7 relative: the least-squares ReLU fits move in
-    their last digits with the BLAS thread count. Everything else, the constants' sha256 included, must
-    be identical."""
-    if isinstance(fresh, dict) and isinstance(stored, dict):
-        if fresh.keys() != stored.keys():
-            return [f"{path}: keys {sorted(set(fresh) ^ set(stored))}"]
-        return [d for key in fresh for d in _differences(fresh[key], stored[key], f"{path}.{key}")]
-    if isinstance(fresh, list) and isinstance(stored, list):
-        if len(fresh) != len(stored):
-            return [f"{path}: length {len(fresh)} != {len(stored)}"]
-        pairs = enumerate(zip(fresh, stored, strict=True))
-        return [d for i, (a, b) in pairs for d in _differences(a, b, f"{path}[{i}]")]
-    if isinstance(fresh, float) and isinstance(stored, float):
-        return [] if np.isclose(fresh, stored, rtol=1e-7, atol=1e-12) else [f"{path}: {fresh} != {stored}"]
-    return [] if fresh == stored else [f"{path}: {fresh!r} != {stored!r}"]
-
-
 def test_checked_in_plan_equals_fresh_compile(plan):
-    differences = _differences(json.loads(json.dumps(plan.to_dict())), json.loads(CHECKED_IN.read_text()))
+    differences = plan_differences(json.loads(json.dumps(plan.to_dict())), json.loads(CHECKED_IN.read_text()))
     assert not differences, (
         "circuits/ is stale: run `resnet-fhe compile --model resnet20` and review the diff:\n"
         + "\n".join(differences[:10]))

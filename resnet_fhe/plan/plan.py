@@ -135,6 +135,35 @@ class Plan:
         return cls.from_dict(data, constants)
 
 
+# What a client and server execute; calibration and activation notes are provenance only.
+EXECUTABLE_FIELDS = ("params", "input", "output", "classes", "registers", "ops", "constants_sha256")
+
+
+def plan_differences(fresh: Any, stored: Any, path: str = "plan") -> list[str]:
+    """Where two plan JSON trees differ. Floats may differ by 1e-7 relative: the least-squares ReLU fits
+    move in their last digits with the BLAS thread count. Everything else, the constants' sha256
+    included, must be identical."""
+    if isinstance(fresh, dict) and isinstance(stored, dict):
+        if fresh.keys() != stored.keys():
+            return [f"{path}: keys {sorted(set(fresh) ^ set(stored))}"]
+        return [d for key in fresh for d in plan_differences(fresh[key], stored[key], f"{path}.{key}")]
+    if isinstance(fresh, list) and isinstance(stored, list):
+        if len(fresh) != len(stored):
+            return [f"{path}: length {len(fresh)} != {len(stored)}"]
+        pairs = enumerate(zip(fresh, stored, strict=True))
+        return [d for i, (a, b) in pairs for d in plan_differences(a, b, f"{path}[{i}]")]
+    if isinstance(fresh, float) and isinstance(stored, float):
+        return [] if np.isclose(fresh, stored, rtol=1e-7, atol=1e-12) else [f"{path}: {fresh} != {stored}"]
+    return [] if fresh == stored else [f"{path}: {fresh!r} != {stored!r}"]
+
+
+def executes_alike(plan: Plan, stored: dict[str, Any]) -> bool:
+    """Whether a stored plan's JSON runs the same circuit as `plan` (what a key store made for it needs)."""
+    fresh = json.loads(json.dumps(plan.to_dict()))
+    return all(field in stored and not plan_differences(fresh[field], stored[field], field)
+               for field in EXECUTABLE_FIELDS)
+
+
 def hash_constants(constants: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for key in sorted(constants):
