@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", type=Path, default=DEFAULT_PLAN, help="compiled plan JSON (constants beside)")
     parser.add_argument("--op", required=True, help="op name, as in the plan's JSON")
     parser.add_argument("--images", type=int, nargs="+", default=[1], help="batch sizes to time")
+    parser.add_argument("--unrescaled", action="store_true",
+                        help="inputs still carrying an unrescaled product (how registers were stored before)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -57,14 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         context.EvalRotateKeyGen(keys.secretKey, sorted(op.rotation_keys()))
     backend = OpenFHEBackend(plan, context)
     ciphertexts = plan.registers[op.input].layout.ciphertexts
-    # Inputs as the plan leaves them: at the op's level, still carrying one unrescaled product.
-    spent = plan.params.multiplicative_depth - op.level_in - 1
+    # Inputs as the backend stores registers: rescaled, with the op's levels. --unrescaled: as it stored
+    # them before, at the same level but still carrying one unrescaled product (one tower more).
+    spent = plan.params.multiplicative_depth - op.level_in - (1 if args.unrescaled else 0)
     rng = np.random.default_rng(0)
 
     def fresh_input() -> list[object]:
         values = rng.uniform(-1, 1, op.slots)
         plaintext = context.MakeCKKSPackedPlaintext(values, 1, spent, None, op.slots)
-        return [context.EvalMult(context.Encrypt(keys.publicKey, plaintext), 1.0) for _ in range(ciphertexts)]
+        cts = [context.Encrypt(keys.publicKey, plaintext) for _ in range(ciphertexts)]
+        return [context.EvalMult(ct, 1.0) for ct in cts] if args.unrescaled else cts
 
     rows = []
     for images in args.images:
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"op": op.name, "kind": op.kind, "plan": str(args.plan),
                                          "preset": plan.params.name, "level_in": op.level_in,
+                                         "unrescaled_input": args.unrescaled,
                                          "timings": rows, "command": " ".join(sys.argv)}, indent=1) + "\n")
     return 0
 

@@ -48,16 +48,19 @@ def plain_logits(graph, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def compile_plan(args: argparse.Namespace):
-    """A plan from --plan, or compiled now from --model and --preset (calibrated on training images)."""
+def compile_plan(args: argparse.Namespace, cached: bool = False):
+    """A plan from --plan, or compiled from --model and --preset (calibrated on training images): now, or
+    with `cached`, taken from the plan cache when nothing it depends on changed."""
     from resnet_fhe.compiler import compile_model
+    from resnet_fhe.compiler.plan_cache import compile_model_cached
     from resnet_fhe.plan.plan import Plan
 
     if getattr(args, "plan", None):
         return Plan.load(args.plan)
     started = time.perf_counter()
     options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form)
-    plan = compile_model(args.model, args.preset, options, args.calibration_images, args.data_dir)
+    compile_fn = compile_model_cached if cached else compile_model
+    plan = compile_fn(args.model, args.preset, options, args.calibration_images, args.data_dir)
     _log(f"compiled {args.model} for {args.preset} in {time.perf_counter() - started:.1f} s: "
          f"{len(plan.ops)} ops, {plan.bootstraps} bootstraps")
     return plan
@@ -80,6 +83,9 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.models import load_model
 
+    if args.mode == "encrypted" and args.images is None:
+        raise InputError("encrypted evaluation takes minutes per image at 128 bits: say how many with --images N")
+
     data = _dataset(args)
     graph = load_model(args.model)
     _log(f"evaluating {graph.name} ({args.mode}) on {len(data)} {data.split} images from {data.source}")
@@ -91,7 +97,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     logits = plain
     if args.mode == "simulate":
-        logits = simulate_logits(compile_plan(args), data.images, args.noise, result)
+        logits = simulate_logits(compile_plan(args, cached=True), data.images, args.noise, result)
+    elif args.mode == "encrypted":
+        logits = encrypted_logits(compile_plan(args, cached=True), data.images, args, result)
     correct = int((logits.argmax(axis=1) == data.labels).sum())
     result.update(correct=correct, top1=correct / len(data), seconds=round(time.perf_counter() - started, 2))
     line = f"{graph.name} {args.mode}: top-1 {100 * result['top1']:.2f}% ({correct}/{len(data)} {data.split} images)"
@@ -125,6 +133,20 @@ def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any
                   polynomial_inputs_out_of_range=out_of_range,
                   max_polynomial_input=max(backend.diagnostics.max_input.values(), default=0.0))
     return np.concatenate(parts)
+
+
+def encrypted_logits(plan, images: np.ndarray, args: argparse.Namespace, result: dict[str, Any]) -> np.ndarray:
+    """Real CKKS through a local deployment: cached key store, keygen and server in their own processes."""
+    from resnet_fhe.runtime.local import LocalDeployment
+
+    _refuse_insecure(plan.params, args.insecure)
+    run = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure).classify(images)
+    result.update(preset=plan.params.name, bootstraps=plan.bootstraps, security=plan.params.security,
+                  seconds_per_image=round(run.seconds_per_image, 2), server_seconds=run.seconds,
+                  server_process_seconds=round(run.process_seconds, 2), peak_rss_gb=run.peak_rss_gb,
+                  key_load_seconds=run.key_load_seconds, key_store_gb=round(run.key_store_gb, 3),
+                  keygen=run.keygen, store=str(run.store), layers=run.layers)
+    return run.logits
 
 
 def _refuse_insecure(params, allowed: bool) -> None:
@@ -259,14 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a model on CIFAR-10")
     plan_options(evaluate)
-    evaluate.add_argument("--mode", choices=["plain", "simulate"], default="plain",
-                          help="plain: numpy reference; simulate: the compiled plan on slot vectors")
+    evaluate.add_argument("--mode", choices=["plain", "simulate", "encrypted"], default="plain",
+                          help="plain: numpy reference; simulate: the compiled plan on slot vectors; encrypted: "
+                               "real CKKS (keygen once per plan into a cached key store, server in its own process)")
     evaluate.add_argument("--plan", type=Path, default=None, help="a saved plan JSON (instead of compiling)")
     evaluate.add_argument("--noise", action="store_true", help="simulate CKKS error (bootstrap precision)")
     evaluate.add_argument("--images", type=int, default=None, help="number of images (default: all)")
     evaluate.add_argument("--start", type=int, default=0, help="index of the first image")
     evaluate.add_argument("--split", choices=["test", "train"], default="test")
     evaluate.add_argument("--sample", action="store_true", help="use the test sample shipped in the package")
+    evaluate.add_argument("--store", type=Path, default=None,
+                          help="encrypted: key store folder (default: one per plan under ~/.cache/resnet-fhe)")
+    evaluate.add_argument("--budget-gb", type=float, default=15.0, help="encrypted: the server's memory budget")
+    evaluate.add_argument("--threads", type=int, default=2, help="encrypted: OpenMP threads of keygen and server")
+    evaluate.add_argument("--insecure", action="store_true", help="encrypted: allow an insecure test preset")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the result here")
     evaluate.set_defaults(handler=cmd_evaluate)
     return parser

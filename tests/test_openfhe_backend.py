@@ -6,6 +6,7 @@ import pytest
 
 from resnet_fhe.backends.simulator import SimulatorBackend
 from resnet_fhe.compiler.polynomial import relu_chebyshev, relu_degree
+from resnet_fhe.errors import PlanError
 from resnet_fhe.plan.ops import Bootstrap, Polynomial
 from resnet_fhe.plan.params import load_preset
 from tests.helpers import random_images, toy_resnet_plan
@@ -39,6 +40,22 @@ def test_encrypted_small_cnn_matches_simulator(setup):
     for image, want in zip(images, expected, strict=True):
         got = backend.decrypt(backend.run(backend.encrypt(image, keys.public_key)), keys.secret_key)
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_the_backend_refuses_a_register_with_more_levels_than_planned(setup):
+    """The check that keeps spare RNS towers from coming back: every op's output holds exactly the
+    plan's levels (a bootstrap on a ciphertext with spare towers cost 2.5x at 128 bits)."""
+    import copy
+
+    plan, keys, backend = setup
+    tampered = copy.deepcopy(plan)
+    first = next(op for op in tampered.ops if isinstance(op, Bootstrap))
+    first.level_out -= 1  # the plan now claims fewer levels than the backend leaves
+    image = random_images(1, (1, 8, 8), seed=17).images[0] / 255.0
+    cts = backend.encrypt(image, keys.public_key)
+    with pytest.raises(PlanError, match="levels left"):
+        openfhe_backend.OpenFHEBackend(tampered, keys.context).run(cts)
+    assert backend.levels_left(cts[0]) == plan.input_levels
 
 
 def test_batch_matches_single_image_runs(setup):

@@ -66,7 +66,7 @@ def test_tampered_key_file_is_rejected(store, tmp_path):
     _, client, base = store
     copy = tmp_path / "server"
     shutil.copytree(base / "server", copy)
-    victim = next((copy / "phases").glob("*.bin"))
+    victim = next((copy / "rotations").glob("*.bin"))
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
@@ -174,27 +174,41 @@ def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch)
 
 
 def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monkeypatch):
+    """Before every op the context holds exactly the bootstrap keys (once loaded) and the rotation keys
+    KeyResidency counts: dropping a layer's keys keeps the bootstrap keys, loading them never adds to
+    the kept bootstrap map."""
     from resnet_fhe.plan.residency import KeyResidency
     from resnet_fhe.runtime.server import PhaseKeys
 
     plan, client, base = store
+    assert len({op.slots for op in plan.ops if op.kind == "bootstrap"}) == 1  # one bootstrap key set
     client.encrypt(random_images(1, (1, 8, 8), seed=25).images[0], tmp_path / "query")
     server = runtime.Server(base / "server")
-    phase_of = {file: name for name, file in server.manifest["phases"].items()}
-    ops = {op.name: op for op in plan.ops}
-    model, held = KeyResidency(), []
+    tag, cc = server.manifest["key_tag"], server.context
+    model, held, bootstrap_indices = KeyResidency(), [], set()
     load = PhaseKeys.load
 
     def checked_load(keys, op):
         load(keys, op)
         model.admit(op)
-        rotations = set().union(*(ops[phase_of[f]].rotation_keys() for f in keys.loaded if f in phase_of))
-        held.append((op.name, rotations, model.rotations.copy()))
+        if op.kind == "bootstrap" and not bootstrap_indices:
+            bootstrap_indices.update(cc.GetExistingEvalAutomorphismKeyIndices(tag))
+        expected = {cc.FindAutomorphismIndex(k) for k in model.rotations}
+        if model.bootstrap_slots is not None:
+            expected |= bootstrap_indices
+        held.append((op.name, set(cc.GetExistingEvalAutomorphismKeyIndices(tag)), expected))
 
     monkeypatch.setattr(PhaseKeys, "load", checked_load)
     server.infer(tmp_path / "query", tmp_path / "answer")
-    assert len(held) == len(plan.ops)
-    assert all(loaded == counted for _, loaded, counted in held), [h[0] for h in held if h[1] != h[2]][:3]
+    assert len(held) == len(plan.ops) and bootstrap_indices
+    assert all(loaded == expected for _, loaded, expected in held), [h[0] for h in held if h[1] != h[2]][:3]
+    _assert_answers_match_simulator(plan, client, random_images(1, (1, 8, 8), seed=25).images, [tmp_path / "answer"])
+
+
+def test_the_secret_key_is_readable_by_its_owner_only(store):
+    _, _, base = store
+    assert (base / "client-secret" / "secret_key.bin").stat().st_mode & 0o077 == 0
+    assert (base / "client-secret").stat().st_mode & 0o077 == 0
 
 
 def test_freed_heap_memory_goes_back_to_the_system():

@@ -17,7 +17,17 @@ import numpy as np
 
 from resnet_fhe.errors import PlanError
 from resnet_fhe.plan.cost import linear_group_size
-from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
+from resnet_fhe.plan.ops import (
+    BOOTSTRAP_HEADROOM,
+    AddTensors,
+    Bootstrap,
+    LinearTransform,
+    Polynomial,
+    RotateSum,
+    last_readers,
+    op_inputs,
+    rotation_index,
+)
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Plan
 
@@ -96,12 +106,29 @@ class OpenFHEBackend:
         self.plan, self.cc = plan, context
         self.order = context.GetCyclotomicOrder()
 
+    def levels_left(self, ct: object) -> int:
+        """Levels a ciphertext can still spend: its RNS towers beyond the first, less the rescale that an
+        unrescaled product (noise scale degree 2) still owes. OpenFHE's GetLevel counts towers dropped."""
+        return self.plan.params.multiplicative_depth - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)
+
+    def trim(self, ct: object, levels: int) -> object:
+        """`ct` rescaled, with the towers above `levels` levels dropped (Compress: under FLEXIBLEAUTO
+        LevelReduce does nothing). Every register is stored this way. An unrescaled product slows every
+        op that reads it, OpenFHE rescaling a copy for each use: measured at 128 bits, a degree-247 ReLU
+        took 12 s on a convolution's unrescaled output at 10 levels and 7.4 s on the same value rescaled,
+        a bootstrap 46-52 s against 19-21 s (bench/results/op-levels.json)."""
+        if self.levels_left(ct) > levels or ct.GetNoiseScaleDeg() > 1:
+            return self.cc.Compress(ct, levels + 1)
+        return ct
+
     def encrypt(self, image: np.ndarray, public_key: object) -> list[object]:
-        """A (C, H, W) image of pixels in [0, 1] -> the plan's input ciphertexts (client side)."""
+        """A (C, H, W) image of pixels in [0, 1] -> the plan's input ciphertexts (client side), encrypted
+        with the levels the first ops need (plan.input_levels), not the whole modulus chain."""
         register = self.plan.registers[self.plan.input]
         packed = register.to_slots(np.asarray(image, dtype=np.float64)[None])
         slots = register.layout.slots
-        return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, 0, None, slots))
+        level = self.plan.params.multiplicative_depth - self.plan.input_levels
+        return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, level, None, slots))
                 for ct in packed]
 
     def decrypt(self, cts: list[object], secret_key: object) -> np.ndarray:
@@ -144,8 +171,10 @@ class OpenFHEBackend:
                     guard.note_key_load(time.perf_counter() - started)
             slots = self.plan.registers[op.output].layout.slots
             for image, result in zip(registers, self.evaluate_op(op, registers), strict=True):
+                result = [self.trim(ct, op.level_out) for ct in result]
                 for ct in result:
                     ct.SetSlots(slots)
+                    self._check_levels(op, ct)
                 image[op.output] = result
                 for name in op_inputs(op):
                     if last_reader[name] == index and name != self.plan.output:
@@ -157,6 +186,13 @@ class OpenFHEBackend:
         if guard is not None:
             guard.finish()
         return [image[self.plan.output] for image in registers]
+
+    def _check_levels(self, op, ct: object) -> None:
+        """Every register holds exactly the levels the plan gives it: more would slow every op that reads
+        it (a bootstrap took 2.5x as long on a ciphertext with 8 spare levels), fewer would fail later."""
+        if self.levels_left(ct) != op.level_out:
+            raise PlanError(f"{op.name}: its output has {self.levels_left(ct)} levels left where the plan "
+                            f"expects {op.level_out} (plan and backend disagree on level accounting)")
 
     def evaluate_op(self, op, registers: list[dict[str, list[object]]]) -> list[list[object]]:
         """One op's output ciphertexts for each image, given each image's registers. Registers keep their
@@ -171,6 +207,7 @@ class OpenFHEBackend:
         if isinstance(op, Bootstrap):
             result = []
             for ct in registers[op.input]:
+                ct = self.trim(ct, BOOTSTRAP_HEADROOM)  # the register may keep levels for other readers
                 ct.SetSlots(op.slots)
                 result.append(self.cc.EvalBootstrap(ct))
             return result
@@ -180,7 +217,8 @@ class OpenFHEBackend:
         if isinstance(op, RotateSum):
             result = list(registers[op.input])
             for step in op.steps:
-                result = [self.cc.EvalAdd(ct, self.cc.EvalRotate(ct, step)) for ct in result]
+                index = rotation_index(step, op.slots)
+                result = [self.cc.EvalAdd(ct, self.cc.EvalRotate(ct, index)) for ct in result]
             return result
         raise PlanError(f"the OpenFHE backend has no rule for {type(op).__name__}")
 
@@ -223,7 +261,7 @@ class OpenFHEBackend:
         for out_ct in range(op.outputs):
             accumulators: list[object | None] = [None] * len(batch)
             for giant in range(op.giants - 1, -1, -1):
-                accumulators = [acc if acc is None else self.cc.EvalRotate(acc, op.giant_step)
+                accumulators = [acc if acc is None else self.cc.EvalRotate(acc, rotation_index(op.giant_step, op.slots))
                                 for acc in accumulators]
                 rows = np.nonzero((terms[:, 0] == out_ct) & (terms[:, 1] == giant))[0]
                 for row in rows:
@@ -240,7 +278,7 @@ class OpenFHEBackend:
                 if acc is None:
                     raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
                 for step in op.fold_steps():
-                    acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, step))
+                    acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, rotation_index(step, op.slots)))
                 if op.has_bias:
                     bias = self.plan.constants[f"{op.constants}.bias"][out_ct]
                     acc = self.cc.EvalAdd(acc, self._plaintext(bias, acc.GetLevel(), op.slots_out))
@@ -254,9 +292,10 @@ class OpenFHEBackend:
             precomputed = self.cc.EvalFastRotationPrecompute(ct)
             rotated = {0: ct}
             for step in op.babies[1:]:
+                index = rotation_index(step.key, op.slots)
                 if step.source == 0:  # hoisted: all share one decomposition of ct
-                    rotated[step.offset] = self.cc.EvalFastRotation(ct, step.key, self.order, precomputed)
+                    rotated[step.offset] = self.cc.EvalFastRotation(ct, index, self.order, precomputed)
                 else:
-                    rotated[step.offset] = self.cc.EvalRotate(rotated[step.source], step.key)
+                    rotated[step.offset] = self.cc.EvalRotate(rotated[step.source], index)
             babies.append([rotated[step.offset] for step in op.babies])
         return babies

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES, Calibration
-from resnet_fhe.compiler.levels import BOOTSTRAP_HEADROOM, place_bootstraps
+from resnet_fhe.compiler.levels import BOOTSTRAP_HEADROOM, place_bootstraps, trim_levels, widen_bootstraps
 from resnet_fhe.compiler.linear import Entries, build_linear_transform
 from resnet_fhe.compiler.lowering import (
     bias_vectors,
@@ -41,12 +41,15 @@ class CompileOptions:
     relu_error: target relative RMS error of each ReLU polynomial on its calibration samples.
     relu_form: "general" or "linear-even" (a*x + even(x): same depth, about half the evaluation time;
     see compiler/polynomial.py).
-    max_keys_per_phase: rotation keys one op may need (beside bootstrapping)."""
+    max_keys_per_phase: rotation keys one op may need (beside bootstrapping).
+    uniform_bootstrap_slots: bootstrap every register at the plan's largest slot count, so the plan needs
+    one set of bootstrap keys (compiler/levels.py: widen_bootstraps)."""
 
     margin: float = 1.4
     relu_error: float = 0.02
     relu_form: str = "general"
     max_keys_per_phase: int = 5
+    uniform_bootstrap_slots: bool = True
 
 
 class _Lowerer:
@@ -205,11 +208,14 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
         lowerer.lower(node)
     ops = place_bootstraps(lowerer.ops, lowerer.reserve, lowerer.registers, graph.input.name, params)
     output = graph.output
+    input_levels = trim_levels(ops, graph.input.name, output.name)
+    if options.uniform_bootstrap_slots:
+        widen_bootstraps(ops)
     plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].size,
                 lowerer.registers, ops, lowerer.activations,
                 {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error,
                  "relu_form": options.relu_form},
-                lowerer.constants)
+                lowerer.constants, input_levels=input_levels)
     plan.seal()
     return plan
 

@@ -22,6 +22,24 @@ from resnet_fhe.errors import PlanError
 MAX_DEGREE_AT_DEPTH = {3: 5, 4: 13, 5: 27, 6: 59, 7: 119, 8: 247, 9: 495, 10: 1007}
 
 
+# OpenFHE's bootstrapping (FLEXIBLEAUTO) rescales its input once more before raising the modulus, so a
+# ciphertext that may be bootstrapped must keep one level, and needs no more: bootstrapping keeps only
+# its first tower: measured, a register at 0 levels fails with
+# "DropLastElement(): Removing last element of DCRTPoly renders it invalid".
+BOOTSTRAP_HEADROOM = 1
+
+
+def rotation_index(step: int, slots: int) -> int:
+    """The rotation a backend asks OpenFHE for: `step` reduced to (-slots/2, slots/2].
+
+    On a ciphertext holding an n-periodic vector, rotating by k and by k - n is the same map, but OpenFHE
+    keeps one key per index of the whole ring: a single signed representative lets tensors of every slot
+    count share keys (-1 serves 16,384, 8,192 and 4,096 slots alike, where 16383, 8191 and 4095 would
+    each need a key of their own)."""
+    r = step % slots
+    return r - slots if r > slots // 2 else r
+
+
 def depth_of_degree(degree: int) -> int:
     for depth, top in sorted(MAX_DEGREE_AT_DEPTH.items()):
         if degree <= top:
@@ -80,11 +98,10 @@ class LinearTransform(_Op):
     levels: ClassVar[int] = 1
 
     def rotation_keys(self) -> set[int]:
-        keys = {b.key % self.slots for b in self.babies if b.offset != 0}
+        steps = [b.key for b in self.babies if b.offset != 0] + self.fold_steps()
         if self.giants > 1:
-            keys.add(self.giant_step % self.slots)
-        keys.update(self.fold_steps())
-        return keys - {0}
+            steps.append(self.giant_step)
+        return {rotation_index(step, self.slots) for step in steps} - {0}
 
     def fold_steps(self) -> list[int]:
         steps, step = [], self.slots_out
@@ -162,7 +179,7 @@ class RotateSum(_Op):
     kind: ClassVar[str] = "rotate_sum"
 
     def rotation_keys(self) -> set[int]:
-        return {s % self.slots for s in self.steps} - {0}
+        return {rotation_index(s, self.slots) for s in self.steps} - {0}
 
 
 Op = LinearTransform | Polynomial | Bootstrap | AddTensors | RotateSum

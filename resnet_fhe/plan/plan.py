@@ -21,7 +21,8 @@ from resnet_fhe.plan.layout import Layout
 from resnet_fhe.plan.ops import OP_TYPES, BabyStep, Bootstrap, LinearTransform, Op
 from resnet_fhe.plan.params import CkksParameters
 
-PLAN_VERSION = 1
+# 2: levels are trimmed to what readers need, and the plan records the input's levels.
+PLAN_VERSION = 2
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Plan:
     calibration: dict[str, Any]
     constants: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     constants_sha256: str = ""
+    input_levels: int = 0  # levels the client encrypts the input with (what the first ops need)
 
     @property
     def bootstraps(self) -> int:
@@ -85,7 +87,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": PLAN_VERSION, "model": self.model, "params": self.params.to_dict(),
-            "input": self.input, "output": self.output, "classes": self.classes,
+            "input": self.input, "input_levels": self.input_levels, "output": self.output, "classes": self.classes,
             "registers": {k: {"layout": r.layout.to_dict(), "scale": r.scale, "range": r.range}
                           for k, r in self.registers.items()},
             "activations": self.activations, "calibration": self.calibration,
@@ -105,7 +107,8 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict[str, Any], constants: dict[str, np.ndarray] | None = None) -> Plan:
         if data.get("version") != PLAN_VERSION:
-            raise PlanError(f"plan version {data.get('version')} is not {PLAN_VERSION}")
+            raise PlanError(f"plan version {data.get('version')} is not {PLAN_VERSION}: recompile it with "
+                            "`resnet-fhe compile` (and make a new key store for it)")
         try:
             params = dict(data["params"])
             params["level_budget"] = tuple(params["level_budget"])
@@ -115,7 +118,7 @@ class Plan:
                 registers[name] = Register(Layout(**layout), reg["scale"], reg["range"])
             plan = cls(data["model"], CkksParameters(**params), data["input"], data["output"], data["classes"],
                        registers, [_op_from_dict(op) for op in data["ops"]], data["activations"],
-                       data["calibration"], constants or {}, data["constants_sha256"])
+                       data["calibration"], constants or {}, data["constants_sha256"], data["input_levels"])
         except (KeyError, TypeError) as exc:
             raise PlanError(f"plan is malformed ({type(exc).__name__}: {exc})") from exc
         if constants is not None and hash_constants(constants) != plan.constants_sha256:
@@ -136,7 +139,7 @@ class Plan:
 
 
 # What a client and server execute; calibration and activation notes are provenance only.
-EXECUTABLE_FIELDS = ("params", "input", "output", "classes", "registers", "ops", "constants_sha256")
+EXECUTABLE_FIELDS = ("params", "input", "input_levels", "output", "classes", "registers", "ops", "constants_sha256")
 
 
 def plan_differences(fresh: Any, stored: Any, path: str = "plan") -> list[str]:

@@ -23,7 +23,8 @@ def memory_rows(layers: list[dict], estimates: dict[str, float]) -> list[dict]:
     runs from before bench/resnet20.py gave the server its own process, the client and compiler state
     (about 1-2 GB at 128 bits). Results written before the residency model estimated one op's keys only.
     """
-    return [{"layer": p["layer"], "seconds": p["seconds"], "bootstraps": p["bootstraps"],
+    return [{"layer": p["layer"], "seconds": p["seconds"], "levels": f"{p['level_in']}->{p['level_out']}",
+             "bootstraps": p["bootstraps"],
              "estimated_gb": estimates.get(p["layer"]), "rss_start_gb": round(p["rss_start_gb"], 2),
              "rss_peak_gb": round(p["rss_peak_gb"], 2)} for p in layers]
 
@@ -46,11 +47,11 @@ def run_report(summary: dict, estimates: dict[str, float] | None = None) -> tupl
 
 
 def render_memory_table(rows: list[dict]) -> str:
-    lines = [f"{'layer':28} {'s':>7} {'boot':>4} {'est GB':>7} {'RSS in':>7} {'RSS peak':>8}"]
+    lines = [f"{'layer':28} {'s':>7} {'levels':>7} {'boot':>4} {'est GB':>7} {'RSS in':>7} {'RSS peak':>8}"]
     for r in rows:
         estimate = "-" if r["estimated_gb"] is None else f"{r['estimated_gb']:.2f}"
-        lines.append(f"{r['layer']:28} {r['seconds']:>7.1f} {r['bootstraps']:>4} {estimate:>7} "
-                     f"{r['rss_start_gb']:>7.2f} {r['rss_peak_gb']:>8.2f}")
+        lines.append(f"{r['layer']:28} {r['seconds']:>7.1f} {r['levels']:>7} {r['bootstraps']:>4} "
+                     f"{estimate:>7} {r['rss_start_gb']:>7.2f} {r['rss_peak_gb']:>8.2f}")
     return "\n".join(lines)
 
 

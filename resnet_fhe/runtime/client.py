@@ -9,9 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, bootstrap_slot_counts, build_context
+from resnet_fhe.backends.openfhe_backend import (
+    OpenFHEBackend,
+    bootstrap_slot_counts,
+    build_context,
+    plan_rotation_keys,
+)
 from resnet_fhe.errors import InputError
-from resnet_fhe.plan.ops import LinearTransform, RotateSum
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
@@ -20,12 +24,6 @@ from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified, 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def phase_key_sets(plan: Plan) -> dict[str, list[int]]:
-    """Op name -> the rotation keys it needs (ops with none are absent)."""
-    return {op.name: sorted(op.rotation_keys()) for op in plan.ops
-            if isinstance(op, LinearTransform | RotateSum) and op.rotation_keys()}
 
 
 class Client:
@@ -45,13 +43,13 @@ class Client:
 
     @classmethod
     def keygen(cls, plan: Plan, server_dir: Path, client_dir: Path) -> Client:
-        """Writes the key store: one rotation-key file per distinct phase key set, one bootstrap-key file
-        per slot count, the secret key only under client_dir."""
+        """Writes the key store: one file per rotation key, one bootstrap-key file per slot count, the
+        secret key only under client_dir (readable by its owner alone)."""
         import openfhe
 
         started = time.perf_counter()
         server_dir, client_dir = Path(server_dir), Path(client_dir)
-        for folder in (server_dir / "phases", server_dir / "bootstrap", client_dir):
+        for folder in (server_dir / "rotations", server_dir / "bootstrap", client_dir):
             folder.mkdir(parents=True, exist_ok=True)
         context = build_context(plan.params)
         slot_counts = bootstrap_slot_counts(plan)
@@ -59,21 +57,24 @@ class Client:
         context.EvalMultKeyGen(pair.secretKey)
         ok = openfhe.SerializeToFile(str(server_dir / "context.bin"), context, openfhe.BINARY)
         ok &= openfhe.SerializeToFile(str(client_dir / "public_key.bin"), pair.publicKey, openfhe.BINARY)
-        ok &= openfhe.SerializeToFile(str(client_dir / "secret_key.bin"), pair.secretKey, openfhe.BINARY)
+        client_dir.chmod(0o700)
+        secret = client_dir / "secret_key.bin"
+        secret.touch(mode=0o600)  # created owner-only before the key is written into it
+        secret.chmod(0o600)
+        ok &= openfhe.SerializeToFile(str(secret), pair.secretKey, openfhe.BINARY)
         ok &= context.SerializeEvalMultKey(str(server_dir / "mult_key.bin"), openfhe.BINARY)
-        phases: dict[str, str] = {}
-        files: dict[tuple[int, ...], str] = {}
-        for name, keys in phase_key_sets(plan).items():
-            if tuple(keys) not in files:
-                files[tuple(keys)] = f"phases/{len(files)}.bin"
-                context.ClearEvalAutomorphismKeys()
-                context.EvalRotateKeyGen(pair.secretKey, keys)
-                ok &= context.SerializeEvalAutomorphismKey(str(server_dir / files[tuple(keys)]), openfhe.BINARY)
-            phases[name] = files[tuple(keys)]
-        tag = pair.secretKey.GetKeyTag()
-        for slots in slot_counts:  # one slot count at a time: its precomputations alone are gigabytes
+        rotation_keys: dict[str, str] = {}
+        for index in plan_rotation_keys(plan):  # one file per key: ops load just the keys they use
+            rotation_keys[str(index)] = f"rotations/{'m' if index < 0 else 'p'}{abs(index)}.bin"
             context.ClearEvalAutomorphismKeys()
-            context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
+            context.EvalRotateKeyGen(pair.secretKey, [index])
+            ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), openfhe.BINARY)
+        tag = pair.secretKey.GetKeyTag()
+        for slots in slot_counts:
+            # Keys only: the encoded transforms (gigabytes) are the server's business, so the client's
+            # setup skips their precomputation (precompute=False); its peak is then the keys alone.
+            context.ClearEvalAutomorphismKeys()
+            context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots, 0, False)
             context.EvalBootstrapKeyGen(pair.secretKey, slots)
             ok &= openfhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), openfhe.BINARY,
                                                     context, tag, slots)
@@ -84,9 +85,9 @@ class Client:
             raise KeyStoreError(f"writing the key store under {server_dir} failed")
         plan.save(server_dir / "plan.json")
         store_id = hashlib.sha256((plan.constants_sha256 + tag).encode()).hexdigest()[:32]
-        write_manifest(server_dir, {"store_id": store_id, "key_tag": tag, "phases": phases,
+        write_manifest(server_dir, {"store_id": store_id, "key_tag": tag, "rotation_keys": rotation_keys,
                                     "bootstrap_slots": slot_counts, "params": plan.params.to_dict()})
-        _log(f"keygen: {len(files)} phase key files, {len(slot_counts)} bootstrap key files in "
+        _log(f"keygen: {len(rotation_keys)} rotation key files, {len(slot_counts)} bootstrap key files in "
              f"{time.perf_counter() - started:.1f} s")
         return cls(server_dir, client_dir)
 

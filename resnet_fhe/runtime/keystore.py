@@ -1,8 +1,10 @@
 """The on-disk key store shared by client and server.
 
     <store>/server/   everything the server may see: manifest.json, plan.json + plan.npz, context.bin,
-                      mult_key.bin, phases/<n>.bin (one op's rotation keys), bootstrap/<slots>.bin
-    <store>/client/   secret_key.bin and public_key.bin: never handed to the server
+                      mult_key.bin, rotations/<p|m><index>.bin (one rotation key each, by signed index),
+                      bootstrap/<slots>.bin
+    <store>/client/   secret_key.bin and public_key.bin: never handed to the server (the folder and the
+                      secret key are readable by their owner only)
 
 The manifest records the sha256 of every server file; the server checks each file before loading it,
 so a truncated, swapped or edited key fails with a message naming the file.

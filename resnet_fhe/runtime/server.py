@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from resnet_fhe.backends.openfhe_backend import OpenFHEBackend
-from resnet_fhe.plan.ops import Bootstrap
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
@@ -22,41 +21,70 @@ from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified
 
 
 class PhaseKeys:
-    """Loads each op's evaluation keys before it runs, and drops all of them when KeyResidency says so."""
+    """Loads each op's evaluation keys before it runs and drops them as KeyResidency says.
+
+    OpenFHE keeps one automorphism-key map per secret key, with no call to remove one key, so dropping a
+    linear layer's keys while keeping the bootstrap keys works on whole maps: the bootstrap keys' map is
+    kept aside (`bootstrap_keys`, references to the same key objects, no copy) and put back after every
+    clear. Rotation keys are loaded into a fresh map that the bootstrap keys are then merged into, so the
+    kept map itself never receives them.
+    """
 
     def __init__(self, server: Server):
         self.server = server
-        self.loaded: set[str] = set()
         self.residency = KeyResidency()
+        self.bootstrap_keys = None  # the bootstrap keys' automorphism map, while loaded
+        self.rotations_loaded = False  # the context's map holds rotation keys (and is not bootstrap_keys)
 
     def load(self, op) -> None:
         import openfhe
 
         server, cc = self.server, self.server.context
-        if self.residency.admit(op):
+        change = self.residency.admit(op)
+        if change.drop_bootstrap:
             self.drop()
-        if isinstance(op, Bootstrap):
-            wanted = f"bootstrap/{op.slots}.bin"
-            if wanted in self.loaded:
-                return
-            cc.EvalBootstrapSetup(list(server.plan.params.level_budget), [0, 0], op.slots)
-            path = str(server.file(wanted))
-            ok = openfhe.DeserializeEvalBootstrapKey(path, openfhe.BINARY, cc, server.manifest["key_tag"], op.slots)
-        else:
-            wanted = server.manifest["phases"].get(op.name)
-            if wanted is None or wanted in self.loaded:
-                return
-            path = str(server.file(wanted))
-            ok = cc.DeserializeEvalAutomorphismKey(path, openfhe.BINARY)
-        if not ok:
-            raise KeyStoreError(f"could not load evaluation keys from {path}")
-        self.loaded.add(wanted)
+        elif change.drop_rotations:
+            self._clear_rotations()
+        if change.load_bootstrap is not None:
+            self._clear_rotations()
+            cc.EvalBootstrapSetup(list(server.plan.params.level_budget), [0, 0], change.load_bootstrap)
+            path = str(server.file(f"bootstrap/{change.load_bootstrap}.bin"))
+            tag = server.manifest["key_tag"]
+            if not openfhe.DeserializeEvalBootstrapKey(path, openfhe.BINARY, cc, tag, change.load_bootstrap):
+                raise KeyStoreError(f"could not load bootstrap keys from {path}")
+            self.bootstrap_keys = cc.GetEvalAutomorphismKeyMap(tag)
+        if change.load_rotations:
+            fresh = not self.rotations_loaded
+            if fresh:
+                cc.ClearEvalAutomorphismKeys()
+            for index in sorted(change.load_rotations):
+                name = server.manifest["rotation_keys"].get(str(index))
+                if name is None:
+                    raise KeyStoreError(f"{op.name} needs rotation key {index}, which the key store lacks "
+                                        "(made for another plan?)")
+                path = str(server.file(name))
+                if not cc.DeserializeEvalAutomorphismKey(path, openfhe.BINARY):
+                    raise KeyStoreError(f"could not load evaluation keys from {path}")
+            if fresh and self.bootstrap_keys is not None:
+                cc.InsertEvalAutomorphismKey(self.bootstrap_keys, server.manifest["key_tag"])
+            self.rotations_loaded = True
+
+    def _clear_rotations(self) -> None:
+        """Back to the bootstrap keys alone (or no automorphism keys at all)."""
+        if not self.rotations_loaded:
+            return
+        cc = self.server.context
+        cc.ClearEvalAutomorphismKeys()
+        if self.bootstrap_keys is not None:
+            cc.InsertEvalAutomorphismKey(self.bootstrap_keys, self.server.manifest["key_tag"])
+        self.rotations_loaded = False
+        release_freed_memory()
 
     def drop(self) -> None:
         self.server.context.ClearEvalAutomorphismKeys()
-        if any(name.startswith("bootstrap/") for name in self.loaded):
+        if self.bootstrap_keys is not None:
             self.server.context.ClearBootstrapPrecom()
-        self.loaded.clear()
+        self.bootstrap_keys, self.rotations_loaded = None, False
         release_freed_memory()
 
 

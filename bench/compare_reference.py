@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""resnet-fhe side by side with the published reference (Rovida & Leporati's LowMemoryFHEResNet20, C++ on
+OpenFHE 1.0.4), on this machine, the same CIFAR-10 test images and the same thread count.
+
+Machines here differ several-fold in CPU speed, so only ratios measured in one run mean anything. For
+each image, in turn, the reference classifies it (`run-reference.sh`: its build and keys are cached
+outside the repo, ~20 min the first time) and then resnet-fhe does (default-128 preset, compiled plan
+and key store cached under ~/.cache/resnet-fhe), each single-image and alone on the machine. Writes one
+JSON (`resnet_fhe` and `reference` objects, `ratios`, `cpu`) and prints a Markdown table for the README.
+
+    .venv/bin/python bench/compare_reference.py --images 2 --start 0 --json bench/results/compare-reference.json
+
+Keygen: both systems reuse their cached keys unless --fresh-keys is given; the JSON says when each
+keygen figure was measured (reused keys keep the figures recorded when they were made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SCRIPT = REPO.parent / "shared" / "reference" / "run-reference.sh"
+FIGURES = ("seconds_per_image", "process_seconds", "keygen_seconds", "keygen_peak_rss_gb", "peak_rss_gb",
+           "key_store_gb")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2, help="test images (each classified alone by both)")
+    parser.add_argument("--start", type=int, default=0, help="index of the first CIFAR-10 test image")
+    parser.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 python batches (test_batch inside)")
+    parser.add_argument("--set", type=int, choices=[1, 2, 3, 4], default=4, help="the reference's parameter set")
+    parser.add_argument("--threads", type=int, default=2, help="OpenMP threads for both systems")
+    parser.add_argument("--preset", default="default-128", help="resnet-fhe's preset")
+    parser.add_argument("--relu-form", default=None, help="resnet-fhe's ReLU form (default: the compiler's)")
+    parser.add_argument("--reference-script", type=Path,
+                        default=Path(os.environ.get("RESNET_FHE_REFERENCE_SCRIPT", DEFAULT_SCRIPT)),
+                        help="run-reference.sh (default ../shared/reference/run-reference.sh)")
+    parser.add_argument("--fresh-keys", action="store_true",
+                        help="generate both systems' keys anew so that keygen is measured in this run")
+    parser.add_argument("--skip-reference", type=Path, default=None, metavar="JSON",
+                        help="take the reference's figures from an earlier JSON of this script (same machine)")
+    parser.add_argument("--json", type=Path, default=Path("results/compare-reference.json"))
+    args = parser.parse_args(argv)
+    if args.images < 1 or args.start < 0:
+        parser.error("--images must be at least 1 and --start at least 0")
+    if args.skip_reference is None and not args.reference_script.is_file():
+        parser.error(f"{args.reference_script} not found: pass --reference-script")
+    return args
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def reference_dir() -> Path:
+    return Path(os.environ.get("RESNET_FHE_REFERENCE_DIR", Path.home() / ".cache" / "resnet-fhe-reference"))
+
+
+def run_reference(args: argparse.Namespace, batch_file: Path, index: int, workdir: Path) -> dict:
+    png = workdir / f"test{index}.png"
+    subprocess.run([sys.executable, str(args.reference_script.parent / "cifar_png.py"), str(batch_file), str(index),
+                    str(png)], check=True, capture_output=True)
+    out = workdir / f"reference{index}.json"
+    log(f"reference (set {args.set}) on test image {index} ...")
+    done = subprocess.run(["bash", str(args.reference_script), "--set", str(args.set), "--png", str(png),
+                           "--threads", str(args.threads), "--json", str(out)], check=False)
+    if done.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"run-reference.sh failed (exit {done.returncode}); its messages are above")
+    figures = json.loads(out.read_text())
+    if figures.get("circuit_seconds") is None or figures.get("predicted_class") is None:
+        raise RuntimeError(f"the reference did not finish image {index}: see {reference_dir()}/run{args.set}.log")
+    keygen_time = reference_dir() / f"keygen{args.set}.time"
+    figures["keygen_measured_at"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(keygen_time.stat().st_mtime))
+    log(f"  reference: class {figures['predicted_class']}, circuit {figures['circuit_seconds']:.1f} s, "
+        f"process {figures['process_seconds']:.1f} s, peak {figures['peak_rss_gb']:.2f} GB")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import numpy as np
+
+    from resnet_fhe.compiler import CompileOptions
+    from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
+    from resnet_fhe.compiler.plan_cache import compile_model_cached
+    from resnet_fhe.data import load_cifar10
+    from resnet_fhe.errors import ResnetFheError
+    from resnet_fhe.ir import run_graph
+    from resnet_fhe.models import load_model
+    from resnet_fhe.runtime.local import LocalDeployment
+
+    try:
+        data = load_cifar10("test", args.data_dir)
+        if args.start + args.images > len(data):
+            raise ResnetFheError(f"--start {args.start} --images {args.images} goes past {len(data)} test images")
+        batch_file = Path(data.source.split(", ")[0])
+        data = data.take(args.images, args.start)
+        options = CompileOptions() if args.relu_form is None else CompileOptions(relu_form=args.relu_form)
+        plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
+        if plan.params.insecure:
+            raise ResnetFheError(f"preset {plan.params.name} is insecure: the comparison is at 128 bits")
+        deployment = LocalDeployment(plan, threads=args.threads)
+        if args.fresh_keys:
+            import shutil
+
+            shutil.rmtree(deployment.store, ignore_errors=True)
+            (reference_dir() / "LowMemoryFHEResNet20" / f"keys_exp{args.set}" / "done").unlink(missing_ok=True)
+        keygen = deployment.prepare_keys()
+    except ResnetFheError as exc:
+        log(f"error: {exc}")
+        return 2
+    plain = run_graph(load_model("resnet20"), data.images / 255.0).argmax(1)
+    earlier = json.loads(args.skip_reference.read_text())["reference"] if args.skip_reference else None
+    reference_runs, ours = [], []
+    with tempfile.TemporaryDirectory(prefix="compare-reference-") as workdir:
+        for offset, image in enumerate(data.images):
+            index = args.start + offset
+            if earlier is None:
+                reference_runs.append(run_reference(args, batch_file, index, Path(workdir)))
+            log(f"resnet-fhe on test image {index} ...")
+            run = deployment.classify(image[None], checkpoint=False)
+            ours.append(run)
+            log(f"  resnet-fhe: class {int(run.logits[0].argmax())}, server {run.seconds:.1f} s, process "
+                f"{run.process_seconds:.1f} s, peak {run.peak_rss_gb:.2f} GB")
+    resnet = {
+        "seconds_per_image": float(np.mean([r.seconds for r in ours])),
+        "seconds": [round(r.seconds, 2) for r in ours],
+        "process_seconds": float(np.mean([r.process_seconds for r in ours])),
+        "keygen_seconds": keygen["seconds"], "keygen_peak_rss_gb": keygen["peak_rss_gb"],
+        "keygen_reused": keygen["reused"],
+        "peak_rss_gb": max(r.peak_rss_gb for r in ours), "key_store_gb": ours[0].key_store_gb,
+        "key_load_seconds": [r.key_load_seconds for r in ours],
+        "classes": [int(r.logits[0].argmax()) for r in ours],
+        "max_abs_logit_error": None, "preset": plan.params.name, "bootstraps": plan.bootstraps,
+        "relu_form": plan.calibration.get("relu_form"),
+    }
+    if earlier is not None:
+        reference = earlier
+    else:
+        reference = {
+            "seconds_per_image": float(np.mean([r["circuit_seconds"] for r in reference_runs])),
+            "seconds": [r["circuit_seconds"] for r in reference_runs],
+            "process_seconds": float(np.mean([r["process_seconds"] for r in reference_runs])),
+            "keygen_seconds": reference_runs[0]["keygen_seconds"],
+            "keygen_peak_rss_gb": reference_runs[0]["keygen_peak_rss_gb"],
+            "keygen_measured_at": reference_runs[0]["keygen_measured_at"],
+            "peak_rss_gb": max(r["peak_rss_gb"] for r in reference_runs),
+            "key_store_gb": reference_runs[0]["key_store_gb"],
+            "classes": [r["predicted_class"] for r in reference_runs], "set": args.set,
+        }
+    plain_logits = run_graph(load_model("resnet20"), data.images / 255.0)
+    resnet["max_abs_logit_error"] = float(max(np.max(np.abs(r.logits[0] - p)) for r, p in zip(ours, plain_logits,
+                                                                                            strict=True)))
+    result = {
+        "cpu": cpu_model(), "threads": args.threads, "test_images": list(range(args.start, args.start + args.images)),
+        "labels": data.labels.tolist(), "plain_classes": plain.tolist(),
+        "resnet_fhe": resnet, "reference": reference,
+        "reference_from": str(args.skip_reference) if args.skip_reference else "measured in this run",
+        "ratios": {k: round(resnet[k] / reference[k], 3) for k in FIGURES
+                   if resnet.get(k) is not None and reference.get(k)},
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    log(f"wrote {args.json}")
+    print(markdown_table(result))
+    return 0
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def markdown_table(result: dict) -> str:
+    ours, ref, ratios = result["resnet_fhe"], result["reference"], result["ratios"]
+    names = {"seconds_per_image": "seconds per image (resnet-fhe: server; reference: its circuit timer)",
+             "process_seconds": "seconds per image, whole process", "keygen_seconds": "keygen seconds",
+             "keygen_peak_rss_gb": "keygen peak RSS (GB)", "peak_rss_gb": "inference peak RSS (GB)",
+             "key_store_gb": "key store (GB)"}
+    lines = [f"CPU: {result['cpu']}, {result['threads']} threads, test images {result['test_images']}", "",
+             f"| figure | resnet-fhe ({ours['preset']}) | reference (set {ref.get('set')}) | ratio |",
+             "|---|---|---|---|"]
+    for key, label in names.items():
+        a, b = ours.get(key), ref.get(key)
+        lines.append(f"| {label} | {_cell(a)} | {_cell(b)} | {ratios.get(key, '-')} |")
+    lines.append(f"| classes | {ours['classes']} | {ref['classes']} | plain {result['plain_classes']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

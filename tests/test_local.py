@@ -1,0 +1,41 @@
+"""The local round trip (runtime.local) at the INSECURE toy preset: keygen and server in their own
+processes, the key store cached per plan, the answers equal to the simulator's within the CKKS error."""
+
+import numpy as np
+import pytest
+
+from resnet_fhe.backends.simulator import SimulatorBackend
+from tests.helpers import random_images, toy_resnet_plan
+
+local = pytest.importorskip("resnet_fhe.runtime.local")
+
+
+def test_a_second_run_reuses_the_cached_store_and_a_new_plan_replaces_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_FHE_CACHE", str(tmp_path))
+    plan = toy_resnet_plan()
+    images = random_images(2, (1, 8, 8), seed=31).images
+    first = local.LocalDeployment(plan, threads=1, insecure=True).classify(images)
+    assert first.store.parent == tmp_path / "stores" and not first.keygen["reused"]
+    assert first.keygen["seconds"] > 0 and first.keygen["peak_rss_gb"] > 0
+    assert first.peak_rss_gb > 0 and first.process_seconds >= first.seconds > 0
+    expected = SimulatorBackend(plan).run(images / 255.0)
+    assert np.max(np.abs(first.logits - expected)) < 0.02 * max(1.0, np.max(np.abs(expected)))
+
+    again = local.LocalDeployment(plan, threads=1, insecure=True).classify(images[:1], checkpoint=False)
+    assert again.keygen["reused"] and again.keygen["seconds"] == first.keygen["seconds"]
+    assert np.max(np.abs(again.logits[0] - expected[0])) < 0.02 * max(1.0, np.max(np.abs(expected)))
+
+    other = toy_resnet_plan(relu_form="linear-even")  # another plan of the same model and preset
+    assert local.plan_digest(other) != local.plan_digest(plan)
+    deployment = local.LocalDeployment(other, threads=1, insecure=True)
+    assert not deployment.has_keys()
+    deployment.prepare_keys()
+    assert [p.name for p in (tmp_path / "stores").iterdir()] == [deployment.store.name]  # the stale one is gone
+
+
+def test_an_insecure_preset_needs_consent(tmp_path):
+    from resnet_fhe.runtime import KeyStoreError
+
+    plan = toy_resnet_plan()
+    with pytest.raises(KeyStoreError, match="keygen failed"):
+        local.LocalDeployment(plan, store=tmp_path / "store", threads=1).prepare_keys()
