@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Times one op of a compiled plan under real encryption, alone or for several images at once.
 
-A whole 128-bit ResNet20 run takes hours; this measures one linear transform or ReLU polynomial in
-seconds, with only that op's rotation keys (no bootstrapping keys, about 1 GB), on random inputs at the
-level the plan gives the op. It is how the backend's per-op costs are compared before and after a change.
+A whole 128-bit ResNet20 run takes many minutes; this measures one linear transform, ReLU polynomial or
+bootstrap in seconds, with only that op's keys (a bootstrap's are ~13 GB and a minute to make), on random
+inputs at the level the plan gives the op. It is how the backend's per-op costs are compared before and
+after a change; --unrescaled gives the op inputs in the state the backend stored registers in before it
+rescaled them (a convolution's output still carrying its product).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/op_timing.py --op stage1.block1.conv1 --images 1 4
 """
@@ -33,19 +35,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context
     from resnet_fhe.errors import ResnetFheError
-    from resnet_fhe.plan.ops import LinearTransform, Polynomial
+    from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial
     from resnet_fhe.plan.plan import Plan
 
     try:
         plan = Plan.load(args.plan)
         ops = {op.name: op for op in plan.ops}
         if args.op not in ops:
-            raise ResnetFheError(f"no op {args.op!r} in {args.plan}; linear and polynomial ops: "
+            raise ResnetFheError(f"no op {args.op!r} in {args.plan}; linear, polynomial and bootstrap ops: "
                                  + ", ".join(name for name, op in ops.items()
-                                             if isinstance(op, LinearTransform | Polynomial)))
+                                             if isinstance(op, LinearTransform | Polynomial | Bootstrap)))
         op = ops[args.op]
-        if not isinstance(op, LinearTransform | Polynomial):
-            raise ResnetFheError(f"{args.op} is a {op.kind} op; only linear and polynomial ops are timed here")
+        if not isinstance(op, LinearTransform | Polynomial | Bootstrap):
+            raise ResnetFheError(f"{args.op} is a {op.kind} op; linear, polynomial and bootstrap ops are timed")
         if min(args.images) < 1:
             raise ResnetFheError("--images takes batch sizes of at least 1")
     except ResnetFheError as exc:
@@ -57,16 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     context.EvalMultKeyGen(keys.secretKey)
     if op.rotation_keys():
         context.EvalRotateKeyGen(keys.secretKey, sorted(op.rotation_keys()))
+    if isinstance(op, Bootstrap):
+        context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], op.slots)
+        context.EvalBootstrapKeyGen(keys.secretKey, op.slots)
     backend = OpenFHEBackend(plan, context)
+    evaluate = backend.evaluate_op
+    if isinstance(op, Bootstrap) and args.unrescaled:  # the backend rescales first now; time it without
+        def evaluate(op, batch):
+            return [[context.EvalBootstrap(ct) for ct in image[op.input]] for image in batch]
     ciphertexts = plan.registers[op.input].layout.ciphertexts
+    slots = plan.registers[op.input].layout.slots
     # Inputs as the backend stores registers: rescaled, with the op's levels. --unrescaled: as it stored
     # them before, at the same level but still carrying one unrescaled product (one tower more).
     spent = plan.params.multiplicative_depth - op.level_in - (1 if args.unrescaled else 0)
     rng = np.random.default_rng(0)
 
     def fresh_input() -> list[object]:
-        values = rng.uniform(-1, 1, op.slots)
-        plaintext = context.MakeCKKSPackedPlaintext(values, 1, spent, None, op.slots)
+        values = rng.uniform(-1, 1, slots)
+        plaintext = context.MakeCKKSPackedPlaintext(values, 1, spent, None, slots)
         cts = [context.Encrypt(keys.publicKey, plaintext) for _ in range(ciphertexts)]
         return [context.EvalMult(ct, 1.0) for ct in cts] if args.unrescaled else cts
 
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for images in args.images:
         batch = [{op.input: fresh_input()} for _ in range(images)]
         started = time.perf_counter()
-        backend.evaluate_op(op, batch)
+        evaluate(op, batch)
         seconds = time.perf_counter() - started
         rows.append({"images": images, "seconds": round(seconds, 3), "seconds_per_image": round(seconds / images, 3)})
         print(f"{op.name}: {images} image(s) in {seconds:.2f} s = {seconds / images:.2f} s per image", flush=True)

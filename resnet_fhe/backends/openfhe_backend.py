@@ -256,6 +256,7 @@ class OpenFHEBackend:
                     for out in self._linear(op, batch[start:start + group])]
         diagonals = self.plan.constants[f"{op.constants}.diagonals"]
         terms = self.plan.constants[f"{op.constants}.terms"]
+        biases = self.plan.constants[f"{op.constants}.bias"] if op.has_bias else None
         babies = [self._baby_steps(op, cts) for cts in batch]
         outputs: list[list[object]] = [[] for _ in batch]
         for out_ct in range(op.outputs):
@@ -279,9 +280,8 @@ class OpenFHEBackend:
                     raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
                 for step in op.fold_steps():
                     acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, rotation_index(step, op.slots)))
-                if op.has_bias:
-                    bias = self.plan.constants[f"{op.constants}.bias"][out_ct]
-                    acc = self.cc.EvalAdd(acc, self._plaintext(bias, acc.GetLevel(), op.slots_out))
+                if biases is not None:
+                    acc = self.cc.EvalAdd(acc, self._plaintext(biases[out_ct], acc.GetLevel(), op.slots_out))
                 outputs[image].append(acc)
         return outputs
 

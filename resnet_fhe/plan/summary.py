@@ -15,15 +15,15 @@ GB = 1e9
 def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
     """One row per layer, in execution order, with op counts and the phase's estimated peak memory.
 
-    The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (a slot
-    count's bootstrap keys plus the rotation keys loaded since, and the relinearisation key), the plan's
-    constants, the live registers and the op's working set. `images` is the batch the server evaluates op
+    The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (the
+    bootstrap keys and the rotation keys loaded since the last bootstrap, and the relinearisation key),
+    the live registers and the op's working set, its constants included (the server reads them per op). `images` is the batch the server evaluates op
     by op: every image keeps its own live registers, keys are shared, and a linear transform works on a
     group of images at once (plan.cost.linear_group_size)."""
     params = plan.params
     last_use = last_readers(plan.ops)
     residency = KeyResidency()
-    fixed = key_bytes(params) + sum(array.nbytes for array in plan.constants.values())
+    fixed = key_bytes(params)  # the relinearisation key; constants are read per op (plan.ConstantsOnDisk)
     live: dict[str, int] = {plan.input: plan.registers[plan.input].layout.ciphertexts}
     rows: OrderedDict[str, dict] = OrderedDict()
     for index, op in enumerate(plan.ops):
@@ -54,6 +54,8 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
         if isinstance(op, LinearTransform):
             group = linear_group_size(params, op, images)
             working = group * (baby_step_bytes(params, op) + 2 * op.outputs * ciphertext_bytes(params, op.level_in))
+            working += sum(plan.constants[f"{op.constants}.{part}"].nbytes for part in ("diagonals", "terms")
+                           if f"{op.constants}.{part}" in plan.constants)
         residency.admit(op)
         keys_memory = len(residency.rotations) * key_bytes(params)
         if residency.bootstrap_slots is not None:

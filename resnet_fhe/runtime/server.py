@@ -96,7 +96,7 @@ class Server:
         self.manifest = read_manifest(self.server_dir)
         self._checked: dict[str, tuple[int, int]] = {}
         self.file("plan.npz")
-        self.plan = Plan.load(self.file("plan.json"))
+        self.plan = Plan.load(self.file("plan.json"), constants_on_disk=True)
         self.context, ok = openfhe.DeserializeCryptoContext(str(self.file("context.bin")), openfhe.BINARY)
         mult = self.file("mult_key.bin")
         openfhe.ClearEvalMultKeys()  # OpenFHE's key cache is per process: this server owns it
