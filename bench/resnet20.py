@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -117,7 +118,13 @@ def run(args: argparse.Namespace) -> int:
     if plan.params.insecure and not args.insecure:
         log(f"error: preset {plan.params.name} is INSECURE ({plan.params.security}); pass --insecure to use it")
         return 2
-    rows = layer_rows(plan, images=len(data))
+    deployment = None
+    if not args.simulate:
+        from resnet_fhe.runtime.local import LocalDeployment
+
+        deployment = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure)
+    costs = deployment.known_costs() if deployment is not None else None
+    rows = layer_rows(plan, images=len(data), costs=costs)
     estimate = max(r["memory_gb"] for r in rows)
     plain = run_graph(load_model(args.model), data.images / 255.0)
     summary = {"model": args.model, "preset": plan.params.name, "security": plan.params.security,
@@ -135,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
                        note="simulated: no encryption took place (drop --simulate for real CKKS)")
         print_plan_table(rows)
     else:
-        from resnet_fhe.runtime.local import LocalDeployment
-
         check_estimate(estimate, args.budget_gb, f"{args.model}/{plan.params.name}")
-        deployment = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure)
+        if costs is not None:
+            log(f"predicted: {sum(r['seconds'] for r in rows):.0f} s of arithmetic for the batch (key loading "
+                f"aside), from this machine's op costs in {deployment.cost_table()}")
         result = deployment.classify(data.images)
         outputs = result.logits
         log(f"{len(data)} image(s) in {result.seconds:.1f} s ({result.seconds_per_image:.1f} s per image), "
@@ -150,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
                        seconds_per_image=round(result.seconds_per_image, 2),
                        server_process_seconds=round(result.process_seconds, 2),
                        resumed_from_op=result.resumed_from_op, key_load_seconds=result.key_load_seconds,
-                       profiles=[{"seconds": result.seconds, "images": len(data), "layers": result.layers}])
+                       profiles=[{"seconds": result.seconds, "images": len(data), "layers": result.layers}],
+                       predicted_seconds=None if costs is None else round(sum(r["seconds"] for r in rows), 1),
+                       op_costs=None if result.fitted_costs is None else asdict(result.fitted_costs))
         print_profile_table(summary, args)
     for i in range(len(data)):
         row = {"index": args.start + i, "label": int(data.labels[i]), "plain_class": int(plain[i].argmax()),

@@ -8,18 +8,21 @@ from resnet_fhe.plan.cost import baby_step_bytes, bootstrap_bytes, ciphertext_by
 from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
+from resnet_fhe.plan.timing import OpCosts, op_work
 
 GB = 1e9
 
 
-def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
-    """One row per layer, in execution order, with op counts and the phase's estimated peak memory.
+def layer_rows(plan: Plan, images: int = 1, costs: OpCosts | None = None) -> list[dict]:
+    """One row per layer, in execution order, with op counts, the phase's estimated peak memory and,
+    given a machine's fitted op costs (plan.timing), its predicted seconds for the batch (else None).
 
     The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (the
     bootstrap keys and the rotation keys loaded since the last bootstrap, and the relinearisation key),
-    the live registers and the op's working set, its constants included (the server reads them per op). `images` is the batch the server evaluates op
-    by op: every image keeps its own live registers, keys are shared, and a linear transform works on a
-    group of images at once (plan.cost.linear_group_size)."""
+    the live registers and the op's working set, its constants included (the server reads them per
+    op). `images` is the batch the server evaluates op by op: every image keeps its own live registers,
+    keys are shared, and a linear transform works on a group of images at once
+    (plan.cost.linear_group_size)."""
     params = plan.params
     last_use = last_readers(plan.ops)
     residency = KeyResidency()
@@ -30,9 +33,12 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
         row = rows.setdefault(op.layer, {
             "layer": op.layer, "ops": [], "rotations": 0, "plaintext_products": 0, "ciphertext_products": 0,
             "bootstraps": 0, "bootstrap_slots": set(), "rotation_keys": set(), "max_keys_per_op": 0,
-            "level_in": op.level_in, "level_out": op.level_out, "memory_gb": 0.0, "polynomial": ""})
+            "level_in": op.level_in, "level_out": op.level_out, "memory_gb": 0.0, "polynomial": "",
+            "seconds": None if costs is None else 0.0})
         row["ops"].append(op.kind)
         row["level_out"] = op.level_out
+        if costs is not None:
+            row["seconds"] += images * costs.seconds(op_work(op, params))
         keys = op.rotation_keys()
         row["rotation_keys"] |= keys
         row["max_keys_per_op"] = max(row["max_keys_per_op"], len(keys))
@@ -70,6 +76,8 @@ def layer_rows(plan: Plan, images: int = 1) -> list[dict]:
         row["bootstrap_slots"] = sorted(row["bootstrap_slots"])
         row["rotation_keys"] = sorted(row["rotation_keys"])
         row["memory_gb"] = round(row["memory_gb"], 2)
+        if row["seconds"] is not None:
+            row["seconds"] = round(row["seconds"], 1)
     return list(rows.values())
 
 

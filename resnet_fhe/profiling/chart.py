@@ -16,14 +16,17 @@ class ChartError(ResnetFheError):
     """The chart cannot be drawn (matplotlib missing, or no per-layer profile to draw)."""
 
 
-def memory_rows(layers: list[dict], estimates: dict[str, float]) -> list[dict]:
+def memory_rows(layers: list[dict], estimates: dict[str, float],
+                predicted_seconds: dict[str, float | None] | None = None) -> list[dict]:
     """One row per profiled layer: seconds, bootstraps, the plan's estimate and the measured RSS (GB).
 
     The measured peak includes what the model leaves out: the interpreter, the context's tables, and in
     runs from before bench/resnet20.py gave the server its own process, the client and compiler state
     (about 1-2 GB at 128 bits). Results written before the residency model estimated one op's keys only.
     """
-    return [{"layer": p["layer"], "seconds": p["seconds"], "levels": f"{p['level_in']}->{p['level_out']}",
+    predicted_seconds = predicted_seconds or {}
+    return [{"layer": p["layer"], "seconds": p["seconds"], "predicted_seconds": predicted_seconds.get(p["layer"]),
+             "levels": f"{p['level_in']}->{p['level_out']}",
              "bootstraps": p["bootstraps"],
              "estimated_gb": estimates.get(p["layer"]), "rss_start_gb": round(p["rss_start_gb"], 2),
              "rss_peak_gb": round(p["rss_peak_gb"], 2)} for p in layers]
@@ -40,17 +43,20 @@ def run_report(summary: dict, estimates: dict[str, float] | None = None) -> tupl
         raise ChartError("the result holds no per-layer profile: it is not an encrypted run")
     if estimates is None:
         estimates = {r["layer"]: r["memory_gb"] for r in summary.get("plan_layers", [])}
+    predicted = {r["layer"]: r.get("seconds") for r in summary.get("plan_layers", [])}
     batch = profiles[0]
     title = (f"{summary['model']} / {summary['preset']}: encrypted, {batch.get('images', 1)} image(s) in "
              f"{batch['seconds']:.0f} s, peak RSS {summary['peak_rss_gb']:.1f} GB")
-    return memory_rows(profiles[0]["layers"], estimates), title
+    return memory_rows(profiles[0]["layers"], estimates, predicted), title
 
 
 def render_memory_table(rows: list[dict]) -> str:
-    lines = [f"{'layer':28} {'s':>7} {'levels':>7} {'boot':>4} {'est GB':>7} {'RSS in':>7} {'RSS peak':>8}"]
+    lines = [f"{'layer':28} {'s':>7} {'pred s':>7} {'levels':>7} {'boot':>4} {'est GB':>7} {'RSS in':>7} "
+             f"{'RSS peak':>8}"]
     for r in rows:
         estimate = "-" if r["estimated_gb"] is None else f"{r['estimated_gb']:.2f}"
-        lines.append(f"{r['layer']:28} {r['seconds']:>7.1f} {r['levels']:>7} {r['bootstraps']:>4} "
+        predicted = "-" if r.get("predicted_seconds") is None else f"{r['predicted_seconds']:.1f}"
+        lines.append(f"{r['layer']:28} {r['seconds']:>7.1f} {predicted:>7} {r['levels']:>7} {r['bootstraps']:>4} "
                      f"{estimate:>7} {r['rss_start_gb']:>7.2f} {r['rss_peak_gb']:>8.2f}")
     return "\n".join(lines)
 

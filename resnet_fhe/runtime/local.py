@@ -26,6 +26,8 @@ import numpy as np
 from resnet_fhe.cache import cache_dir
 from resnet_fhe.errors import ServerError
 from resnet_fhe.plan.plan import EXECUTABLE_FIELDS, Plan, executes_alike
+from resnet_fhe.plan.timing import OpCosts, fit_costs
+from resnet_fhe.profiling.machine import cost_table_path, machine_name
 from resnet_fhe.runtime.client import Client
 from resnet_fhe.runtime.keystore import KeyStoreError
 
@@ -80,6 +82,7 @@ class EncryptedRun:
     store: Path
     resumed_from_op: int
     layers: list[dict] = field(default_factory=list)
+    fitted_costs: OpCosts | None = None  # this machine's op costs, refitted from this run
 
     @property
     def seconds_per_image(self) -> float:
@@ -109,6 +112,14 @@ class LocalDeployment:
         except (OSError, json.JSONDecodeError):
             return False
         return executes_alike(self.plan, stored)
+
+    def cost_table(self) -> Path:
+        return cost_table_path(cache_dir(), machine_name(self.threads), self.plan.params.name)
+
+    def known_costs(self) -> OpCosts | None:
+        """This machine's op costs from an earlier run (None before the first): what predicts a run's
+        seconds per layer before it starts."""
+        return OpCosts.load(self.cost_table())
 
     def key_store_gb(self) -> float:
         return sum(p.stat().st_size for p in self.server_dir.rglob("*") if p.is_file()) / GB
@@ -170,6 +181,11 @@ class LocalDeployment:
             raise ServerError(f"the server stopped (exit {child.returncode}; its message is above); no logits")
         served = json.loads(profile.read_text())
         logits = np.stack([client.decrypt(answer) for _, answer in folders])
+        costs = None
+        if not served["resumed_from_op"]:  # a resumed run's early layers were timed by another process
+            costs = fit_costs(self.plan.ops, self.plan.params, served["layers"], len(images),
+                              machine_name(self.threads))
+            costs.save(self.cost_table())
         return EncryptedRun(logits, served["seconds"], child.seconds, max(served["peak_rss_gb"], child.peak_rss_gb),
                             served["key_load_seconds"], self.key_store_gb(), keygen, self.store,
-                            served["resumed_from_op"], served["layers"])
+                            served["resumed_from_op"], served["layers"], costs)
