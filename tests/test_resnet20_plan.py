@@ -40,22 +40,26 @@ def test_budget_against_the_reference(plan):
     assert not plan.params.insecure
 
 
-def test_resident_keys_reset_only_when_the_bootstrap_slot_count_changes(plan):
+def test_bootstrap_keys_load_once_and_rotation_keys_drop_at_every_bootstrap(plan):
     from resnet_fhe.plan.cost import bootstrap_bytes
     from resnet_fhe.plan.ops import Bootstrap
     from resnet_fhe.plan.residency import KeyResidency
     from resnet_fhe.plan.summary import layer_rows
 
-    residency, since_drop, slots_seen = KeyResidency(), set(), []
+    assert {op.slots for op in plan.ops if isinstance(op, Bootstrap)} == {16384}  # one bootstrap key set
+    residency, since_bootstrap, loads = KeyResidency(), set(), []
     for op in plan.ops:
-        dropped = residency.admit(op)
-        changes = isinstance(op, Bootstrap) and (not slots_seen or slots_seen[-1] != op.slots)
-        assert dropped == changes, op.name
+        change = residency.admit(op)
+        assert not change.drop_bootstrap, op.name
         if isinstance(op, Bootstrap):
-            slots_seen.append(op.slots)
-        since_drop = (set() if dropped else since_drop) | op.rotation_keys()
-        assert residency.rotations == since_drop and op.rotation_keys() <= residency.rotations
-    assert len(dict.fromkeys(slots_seen)) == 3  # 16384, 8192 and 4096 slots: two drops after the first
-    # A convolution after a bootstrap runs while that slot count's bootstrap keys stay resident.
+            loads.append(change.load_bootstrap)
+            assert change.drop_rotations == bool(since_bootstrap), op.name
+            since_bootstrap = set()
+        else:
+            assert change.load_rotations == op.rotation_keys() - since_bootstrap, op.name
+            since_bootstrap |= op.rotation_keys()
+        assert residency.rotations == since_bootstrap
+    assert loads[0] == 16384 and not any(loads[1:])
+    # A convolution after a bootstrap runs while the bootstrap keys stay resident.
     rows = {r["layer"]: r["memory_gb"] for r in layer_rows(plan)}
     assert rows["stage1.block1.conv1"] > bootstrap_bytes(plan.params, 16384) / 1e9 > rows["stem.conv"]

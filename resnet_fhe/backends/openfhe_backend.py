@@ -102,9 +102,12 @@ def generate_keys(plan: Plan) -> KeySet:
 class OpenFHEBackend:
     """Evaluates a plan on ciphertexts; needs the context with evaluation keys loaded, never the secret key."""
 
-    def __init__(self, plan: Plan, context: object):
+    def __init__(self, plan: Plan, context: object, rescale_registers: bool = True):
+        """`rescale_registers=False` stores registers as earlier versions did (unrescaled products, towers
+        dropped only above the plan's levels): for measuring what rescaling buys, never for real use."""
         self.plan, self.cc = plan, context
         self.order = context.GetCyclotomicOrder()
+        self.rescale_registers = rescale_registers
 
     def levels_left(self, ct: object) -> int:
         """Levels a ciphertext can still spend: its RNS towers beyond the first, less the rescale that an
@@ -113,12 +116,12 @@ class OpenFHEBackend:
 
     def trim(self, ct: object, levels: int) -> object:
         """`ct` rescaled, with the towers above `levels` levels dropped (Compress: under FLEXIBLEAUTO
-        LevelReduce does nothing). Every register is stored this way. An unrescaled product slows every
-        op that reads it, OpenFHE rescaling a copy for each use: measured at 128 bits, a degree-247 ReLU
-        took 12 s on a convolution's unrescaled output at 10 levels and 7.4 s on the same value rescaled,
-        a bootstrap 46-52 s against 19-21 s (bench/results/op-levels.json)."""
-        if self.levels_left(ct) > levels or ct.GetNoiseScaleDeg() > 1:
-            return self.cc.Compress(ct, levels + 1)
+        LevelReduce does nothing). Every register is stored this way: stored with their products still
+        unrescaled, the first layers of ResNet20 ran 1.7-3x slower at 128 bits, bootstraps included
+        (`bench/pipeline_timing.py --unrescaled`)."""
+        degree = 1 if self.rescale_registers else ct.GetNoiseScaleDeg()
+        if self.levels_left(ct) > levels or ct.GetNoiseScaleDeg() > degree:
+            return self.cc.Compress(ct, levels + degree, degree)
         return ct
 
     def encrypt(self, image: np.ndarray, public_key: object) -> list[object]:

@@ -6,11 +6,9 @@ place first. Bootstrapping needs its input in [-1, 1]: the register's calibrated
 must stay within 1, which the compiler's scale assignment guarantees and this pass verifies.
 
 Trimming walks back from the output and gives every register the levels its readers need, no more. Every
-RNS tower a ciphertext carries costs time in each op that touches it, and OpenFHE's bootstrapping
-key-switches its input with all its towers before it keeps only the first (measured at the 128-bit preset:
-a bootstrap took 20-23 s on a convolution's output at 8 levels left, 8 s on the same value at 1 level), so
-the backends drop the towers above these levels as soon as a register is written, and the client encrypts
-at the level the first ops need rather than the whole chain.
+RNS tower a ciphertext carries costs time in each op that touches it, so the backends drop the towers
+above these levels as soon as a register is written (and store it rescaled), and the client encrypts at
+the level the first ops need rather than the whole chain.
 """
 
 from __future__ import annotations

@@ -101,8 +101,8 @@ def render_summary(plan: Plan) -> str:
         f"{max(r['max_keys_per_op'] for r in rows)}. A layer's row below lists the union over its ops (a "
         "strided convolution is a convolution, a subsample and a pack, each with its own few keys)",
         f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB (rough "
-        "model in resnet_fhe/plan/cost.py; the server holds a slot count's bootstrap keys plus the rotation "
-        "keys loaded since, see resnet_fhe/plan/residency.py)",
+        "model in resnet_fhe/plan/cost.py; the server holds the bootstrap keys plus the rotation keys loaded "
+        "since the last bootstrap, see resnet_fhe/plan/residency.py)",
         f"- calibration: {plan.calibration['images']} training images, margin {plan.calibration['margin']}, "
         f"ReLU error target {plan.calibration['relu_error_target']}",
         f"- constants sha256: `{plan.constants_sha256}`",
