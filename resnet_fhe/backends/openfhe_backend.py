@@ -191,8 +191,8 @@ class OpenFHEBackend:
         return [image[self.plan.output] for image in registers]
 
     def _check_levels(self, op, ct: object) -> None:
-        """Every register holds exactly the levels the plan gives it: more would slow every op that reads
-        it (a bootstrap took 2.5x as long on a ciphertext with 8 spare levels), fewer would fail later."""
+        """Every register holds exactly the levels the plan gives it (trim stores it rescaled): spare towers
+        or an unrescaled product slow the ops that read it (see trim), fewer levels would fail later."""
         if self.levels_left(ct) != op.level_out:
             raise PlanError(f"{op.name}: its output has {self.levels_left(ct)} levels left where the plan "
                             f"expects {op.level_out} (plan and backend disagree on level accounting)")

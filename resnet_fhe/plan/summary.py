@@ -60,8 +60,7 @@ def layer_rows(plan: Plan, images: int = 1, costs: OpCosts | None = None) -> lis
         if isinstance(op, LinearTransform):
             group = linear_group_size(params, op, images)
             working = group * (baby_step_bytes(params, op) + 2 * op.outputs * ciphertext_bytes(params, op.level_in))
-            working += sum(plan.constants[f"{op.constants}.{part}"].nbytes for part in ("diagonals", "terms")
-                           if f"{op.constants}.{part}" in plan.constants)
+            working += op.terms * op.slots * 8  # its diagonals, read from the plan's .npz for this op
         residency.admit(op)
         keys_memory = len(residency.rotations) * key_bytes(params)
         if residency.bootstrap_slots is not None:
