@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""Measures a preset's bootstrapping error: the figure its `bootstrap_precision_bits` records.
+"""Measures a preset's bootstrapping: error, seconds, key count and memory.
 
-Encrypts uniform values in [-1, 1] at the level a compiled plan bootstraps from (the levels after
-bootstrapping minus one, spent), bootstraps, decrypts, and reports the error's standard deviation and
-maximum as -log2. The simulator's noise model uses the standard deviation, so a preset change must be
-re-measured with this command before its accuracy figures mean anything.
+Encrypts uniform values in [-1, 1] at the level a compiled plan bootstraps from (one level left),
+bootstraps, decrypts, and reports the error's standard deviation and maximum as -log2. The simulator's
+noise model uses the standard deviation (the preset's `bootstrap_precision_bits`), so a preset change
+must be re-measured with this command before its accuracy figures mean anything. It also counts the
+bootstrap keys and lists the rotations among them (the preset's `bootstrap_key_count` and
+`bootstrap_rotations`, which the memory estimate uses) and reports the
+resident memory after the keys, after OpenFHE's precomputed transforms, and at the peak.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bootstrap_precision.py --preset default-128 --slots 8192
+`--dim1`, `--level-budget` and `--correction-factor` override the preset's, to compare settings
+before changing a preset:
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bootstrap_precision.py --preset default-128 --slots 16384 --dim1 8,4
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -21,23 +28,49 @@ from pathlib import Path
 import numpy as np
 
 
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        first, second = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two integers like 3,3, got {text!r}") from None
+    if first < 0 or second < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return first, second
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default-128")
-    parser.add_argument("--slots", type=int, default=8192)
+    parser.add_argument("--slots", type=int, default=16384)
     parser.add_argument("--repeats", type=int, default=2, help="bootstraps of fresh random vectors")
+    parser.add_argument("--dim1", type=_pair, default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps")
+    parser.add_argument("--level-budget", type=_pair, default=None, help="CoeffsToSlots,SlotsToCoeffs levels")
+    parser.add_argument("--correction-factor", type=int, default=None, help="0: OpenFHE's choice")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from resnet_fhe.backends.openfhe_backend import build_context
+    import openfhe
+
+    from resnet_fhe.backends.openfhe_backend import build_context, setup_bootstrap
     from resnet_fhe.errors import ResnetFheError
     from resnet_fhe.plan.params import load_preset
     from resnet_fhe.profiling import RssSampler
+    from resnet_fhe.runtime.heap import release_freed_memory
 
     try:
         params = load_preset(args.preset)
         if args.slots < 1 or args.slots > params.max_slots or args.slots & (args.slots - 1):
             raise ResnetFheError(f"--slots must be a power of two up to {params.max_slots}")
+        if args.dim1 is not None:
+            params = dataclasses.replace(params, bootstrap_dim1=args.dim1)
+        if args.correction_factor is not None:
+            params = dataclasses.replace(params, bootstrap_correction_factor=args.correction_factor)
+        if args.level_budget is not None:
+            if min(args.level_budget) < 1:
+                raise ResnetFheError("--level-budget takes two positive integers")
+            context = build_context(params)
+            depth = context.GetBootstrapDepth(list(args.level_budget), getattr(openfhe, params.secret_key_dist))
+            params = dataclasses.replace(params, level_budget=args.level_budget, bootstrap_depth=depth)
     except ResnetFheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -46,10 +79,21 @@ def main(argv: list[str] | None = None) -> int:
         context = build_context(params)
         keys = context.KeyGen()
         context.EvalMultKeyGen(keys.secretKey)
-        context.EvalBootstrapSetup(list(params.level_budget), [0, 0], args.slots)
+        setup_bootstrap(context, params, args.slots, precompute=False)  # as the client makes the keys
         context.EvalBootstrapKeyGen(keys.secretKey, args.slots)
         keygen_seconds = time.perf_counter() - started
-        print(f"{params.name}: keys for {args.slots} slots in {keygen_seconds:.0f} s", file=sys.stderr)
+        indices = set(context.GetExistingEvalAutomorphismKeyIndices(keys.secretKey.GetKeyTag()))
+        key_count = len(indices)
+        rotations = [r for r in range(1, params.max_slots) if context.FindAutomorphismIndex(r) in indices]
+        release_freed_memory()
+        rss_keys = sampler.current()
+        print(f"{params.name}: {key_count} bootstrap keys for {args.slots} slots in {keygen_seconds:.0f} s",
+              file=sys.stderr)
+        started = time.perf_counter()
+        setup_bootstrap(context, params, args.slots)  # as the server evaluates
+        precompute_seconds = time.perf_counter() - started
+        release_freed_memory()
+        rss_precomputed = sampler.current()
         # A plan bootstraps a register that has spent all but the one level kept for bootstrapping.
         level = params.multiplicative_depth - 1
         rng = np.random.default_rng(0)
@@ -66,10 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             errors.append(np.array(result.GetRealPackedValue()) - values)
             print(f"  bootstrap {seconds[-1]:.1f} s", file=sys.stderr)
     error = np.concatenate(errors)
-    report = {"preset": params.name, "slots": args.slots, "keygen_seconds": round(keygen_seconds, 1),
+    report = {"preset": params.name, "slots": args.slots, "level_budget": list(params.level_budget),
+              "bootstrap_depth": params.bootstrap_depth, "dim1": list(params.bootstrap_dim1),
+              "correction_factor": params.bootstrap_correction_factor,
+              "bootstrap_keys": key_count, "bootstrap_rotations": rotations,
+              "keygen_seconds": round(keygen_seconds, 1), "precompute_seconds": round(precompute_seconds, 1),
               "bootstrap_seconds": [round(s, 1) for s in seconds],
               "error_std_bits": round(-math.log2(float(np.std(error))), 2),
               "error_max_bits": round(-math.log2(float(np.max(np.abs(error)))), 2),
+              "rss_keys_gb": round(rss_keys / 1e9, 2), "rss_precomputed_gb": round(rss_precomputed / 1e9, 2),
               "peak_rss_gb": round(sampler.peak / 1e9, 2)}
     print(json.dumps(report))
     if args.json is not None:

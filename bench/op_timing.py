@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context
+    from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context, setup_bootstrap
     from resnet_fhe.errors import ResnetFheError
     from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial
     from resnet_fhe.plan.plan import Plan
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if op.rotation_keys():
         context.EvalRotateKeyGen(keys.secretKey, sorted(op.rotation_keys()))
     if isinstance(op, Bootstrap):
-        context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], op.slots)
+        setup_bootstrap(context, plan.params, op.slots)
         context.EvalBootstrapKeyGen(keys.secretKey, op.slots)
     backend = OpenFHEBackend(plan, context)
     evaluate = backend.evaluate_op

@@ -43,23 +43,30 @@ def test_budget_against_the_reference(plan):
 def test_bootstrap_keys_load_once_and_rotation_keys_drop_at_every_bootstrap(plan):
     from resnet_fhe.plan.cost import bootstrap_bytes
     from resnet_fhe.plan.ops import Bootstrap
-    from resnet_fhe.plan.residency import KeyResidency
+    from resnet_fhe.plan.residency import HELD_ROTATION_KEYS, KeyResidency
     from resnet_fhe.plan.summary import layer_rows
 
     assert {op.slots for op in plan.ops if isinstance(op, Bootstrap)} == {16384}  # one bootstrap key set
-    residency, since_bootstrap, loads = KeyResidency(), set(), []
+    residency, held, loads, restarts = KeyResidency(), set(), [], 0
     for op in plan.ops:
         change = residency.admit(op)
         assert not change.drop_bootstrap, op.name
         if isinstance(op, Bootstrap):
             loads.append(change.load_bootstrap)
-            assert change.drop_rotations == bool(since_bootstrap), op.name
-            since_bootstrap = set()
+            assert change.drop_rotations == bool(held), op.name
+            held = set()
         else:
-            assert change.load_rotations == op.rotation_keys() - since_bootstrap, op.name
-            since_bootstrap |= op.rotation_keys()
-        assert residency.rotations == since_bootstrap
+            needed = op.rotation_keys()
+            if len(held | needed) > max(HELD_ROTATION_KEYS, len(needed)):  # past the cap: start afresh
+                assert change.drop_rotations and change.load_rotations == needed, op.name
+                held, restarts = set(needed), restarts + 1
+            else:
+                assert not change.drop_rotations and change.load_rotations == needed - held, op.name
+                held |= needed
+        assert residency.rotations == held
+        assert len(held) <= max(HELD_ROTATION_KEYS, len(op.rotation_keys())), op.name
     assert loads[0] == 16384 and not any(loads[1:])
+    assert restarts > 0  # the stage transitions' strided convolutions and shortcuts
     # A convolution after a bootstrap runs while the bootstrap keys stay resident.
     rows = {r["layer"]: r["memory_gb"] for r in layer_rows(plan)}
     assert rows["stage1.block1.conv1"] > bootstrap_bytes(plan.params, 16384) / 1e9 > rows["stem.conv"]

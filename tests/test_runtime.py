@@ -176,8 +176,7 @@ def test_stopped_batch_resumes_from_its_checkpoint(store, tmp_path, monkeypatch)
 def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monkeypatch):
     """Before every op the context holds exactly the bootstrap keys (once loaded) and the rotation keys
     KeyResidency counts: dropping a layer's keys keeps the bootstrap keys, loading them never adds to
-    the kept bootstrap map."""
-    from resnet_fhe.plan.residency import KeyResidency
+    the kept bootstrap map, and a rotation the bootstrap keys include is not loaded again."""
     from resnet_fhe.runtime.server import PhaseKeys
 
     plan, client, base = store
@@ -185,7 +184,7 @@ def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monk
     client.encrypt(random_images(1, (1, 8, 8), seed=25).images[0], tmp_path / "query")
     server = runtime.Server(base / "server")
     tag, cc = server.manifest["key_tag"], server.context
-    model, held, bootstrap_indices = KeyResidency(), [], set()
+    model, held, bootstrap_indices = PhaseKeys(server).residency, [], set()
     load = PhaseKeys.load
 
     def checked_load(keys, op):
@@ -201,6 +200,8 @@ def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monk
     monkeypatch.setattr(PhaseKeys, "load", checked_load)
     server.infer(tmp_path / "query", tmp_path / "answer")
     assert len(held) == len(plan.ops) and bootstrap_indices
+    # Some of the plan's rotations come with the bootstrap keys: after the first bootstrap, never loaded.
+    assert any(server.manifest["bootstrap_covers"].values())
     assert all(loaded == expected for _, loaded, expected in held), [h[0] for h in held if h[1] != h[2]][:3]
     _assert_answers_match_simulator(plan, client, random_images(1, (1, 8, 8), seed=25).images, [tmp_path / "answer"])
 

@@ -67,6 +67,14 @@ def plan_rotation_keys(plan: Plan) -> list[int]:
     return sorted(keys)
 
 
+def setup_bootstrap(context, params: CkksParameters, slots: int, precompute: bool = True) -> None:
+    """OpenFHE's bootstrap setup for `slots` with the preset's level budget, baby steps and correction
+    factor (CkksParameters says what each buys). Key generation
+    passes precompute=False: the encoded transforms (gigabytes) are needed only to evaluate."""
+    context.EvalBootstrapSetup(list(params.level_budget), list(params.bootstrap_dim1), slots,
+                               params.bootstrap_correction_factor, precompute)
+
+
 def bootstrap_slot_counts(plan: Plan) -> list[int]:
     return sorted({op.slots for op in plan.ops if isinstance(op, Bootstrap)})
 
@@ -84,7 +92,7 @@ def context_for_plan(plan: Plan):
     """The preset's context with bootstrapping precomputed for every slot count the plan bootstraps at."""
     context = build_context(plan.params)
     for slots in bootstrap_slot_counts(plan):
-        context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots)
+        setup_bootstrap(context, plan.params, slots)
     return context
 
 

@@ -47,7 +47,7 @@ class CompileOptions:
 
     margin: float = 1.4
     relu_error: float = 0.02
-    relu_form: str = "general"
+    relu_form: str = "linear-even"
     max_keys_per_phase: int = 5
     uniform_bootstrap_slots: bool = True
 

@@ -19,6 +19,18 @@ class CkksParameters:
     `bootstrap_depth` is what OpenFHE's GetBootstrapDepth returns for `level_budget` and the secret
     distribution (a test keeps the two in step); the compiler plans with `levels_after_bootstrap`.
     `bootstrap_precision_bits` feeds the simulator's noise model.
+    `bootstrap_dim1`: OpenFHE's dim1 for CoeffsToSlots and SlotsToCoeffs, the rotations each baby-step
+    giant-step level hoists (0: OpenFHE's choice). Fewer hoisted rotations per level let more of the two
+    transforms' rotation indices coincide, so bootstrapping needs fewer keys (16,384 slots, level budget
+    {3,3}: 47 keys at (8, 4) against 66 at OpenFHE's choice, 2 GB less) for a few more key switches.
+    `bootstrap_correction_factor`: how far OpenFHE scales a message down before the modular reduction
+    (0: OpenFHE's choice, 8 at N=2^16 and 16,384 slots). Each step less halves the error, down to the
+    smallest it accepts, first_mod_bits - scale_bits (default-128: 6 gives 2^-12.1 against 2^-10.1, for
+    messages up to 8 in magnitude alike). `bootstrap_key_count` is the bootstrap key count measured at
+    `bootstrap_key_slots` slots (bench/bootstrap_precision.py), which the memory estimate uses (0:
+    estimate it); `bootstrap_rotations` the rotation steps (modulo `max_slots`) among those keys: a
+    linear layer's rotation that is one of them uses the bootstrap key instead of its own
+    (plan/residency.py).
     """
 
     name: str
@@ -32,6 +44,11 @@ class CkksParameters:
     security: str
     bootstrap_depth: int
     bootstrap_precision_bits: float
+    bootstrap_dim1: tuple[int, int] = (0, 0)
+    bootstrap_correction_factor: int = 0
+    bootstrap_key_count: int = 0
+    bootstrap_key_slots: int = 0
+    bootstrap_rotations: tuple[int, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -58,7 +75,17 @@ class CkksParameters:
         return self.multiplicative_depth
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "level_budget": list(self.level_budget)}
+        return {**asdict(self), "level_budget": list(self.level_budget), "bootstrap_dim1": list(self.bootstrap_dim1),
+                "bootstrap_rotations": list(self.bootstrap_rotations)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CkksParameters:
+        """From a preset file or a plan's params (JSON lists back to tuples)."""
+        data = dict(data)
+        data["level_budget"] = tuple(data["level_budget"])
+        data["bootstrap_dim1"] = tuple(data.get("bootstrap_dim1", (0, 0)))
+        data["bootstrap_rotations"] = tuple(data.get("bootstrap_rotations", ()))
+        return cls(**data)
 
 
 def available_presets() -> list[str]:
@@ -70,8 +97,6 @@ def load_preset(name: str | Path) -> CkksParameters:
     if not path.is_file():
         raise PlanError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
     try:
-        data = json.loads(path.read_text())
-        data["level_budget"] = tuple(data["level_budget"])
-        return CkksParameters(**data)
+        return CkksParameters.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise PlanError(f"preset file {path} is malformed ({exc})") from exc

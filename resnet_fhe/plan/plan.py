@@ -136,14 +136,12 @@ class Plan:
             raise PlanError(f"plan version {data.get('version')} is not {PLAN_VERSION}: recompile it with "
                             "`resnet-fhe compile` (and make a new key store for it)")
         try:
-            params = dict(data["params"])
-            params["level_budget"] = tuple(params["level_budget"])
             registers = {}
             for name, reg in data["registers"].items():
                 layout = {k: v for k, v in reg["layout"].items() if k != "ciphertexts"}
                 registers[name] = Register(Layout(**layout), reg["scale"], reg["range"])
-            plan = cls(data["model"], CkksParameters(**params), data["input"], data["output"], data["classes"],
-                       registers, [_op_from_dict(op) for op in data["ops"]], data["activations"],
+            plan = cls(data["model"], CkksParameters.from_dict(data["params"]), data["input"], data["output"],
+                       data["classes"], registers, [_op_from_dict(op) for op in data["ops"]], data["activations"],
                        data["calibration"], constants or {}, data["constants_sha256"], data["input_levels"])
         except (KeyError, TypeError) as exc:
             raise PlanError(f"plan is malformed ({type(exc).__name__}: {exc})") from exc

@@ -18,14 +18,14 @@ def layer_rows(plan: Plan, images: int = 1, costs: OpCosts | None = None) -> lis
     given a machine's fitted op costs (plan.timing), its predicted seconds for the batch (else None).
 
     The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (the
-    bootstrap keys and the rotation keys loaded since the last bootstrap, and the relinearisation key),
+    bootstrap keys, the few rotation keys held beside them, and the relinearisation key),
     the live registers and the op's working set, its constants included (the server reads them per
     op). `images` is the batch the server evaluates op by op: every image keeps its own live registers,
     keys are shared, and a linear transform works on a group of images at once
     (plan.cost.linear_group_size)."""
     params = plan.params
     last_use = last_readers(plan.ops)
-    residency = KeyResidency()
+    residency = KeyResidency.for_params(params)
     fixed = key_bytes(params)  # the relinearisation key; constants are read per op (plan.ConstantsOnDisk)
     live: dict[str, int] = {plan.input: plan.registers[plan.input].layout.ciphertexts}
     rows: OrderedDict[str, dict] = OrderedDict()
@@ -100,8 +100,8 @@ def render_summary(plan: Plan) -> str:
         f"{max(r['max_keys_per_op'] for r in rows)}. A layer's row below lists the union over its ops (a "
         "strided convolution is a convolution, a subsample and a pack, each with its own few keys)",
         f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB (rough "
-        "model in resnet_fhe/plan/cost.py; the server holds the bootstrap keys plus the rotation keys loaded "
-        "since the last bootstrap, see resnet_fhe/plan/residency.py)",
+        "model in resnet_fhe/plan/cost.py; the server holds the bootstrap keys plus a few rotation keys "
+        "that bootstrapping's keys do not include, see resnet_fhe/plan/residency.py)",
         f"- calibration: {plan.calibration['images']} training images, margin {plan.calibration['margin']}, "
         f"ReLU error target {plan.calibration['relu_error_target']}",
         f"- constants sha256: `{plan.constants_sha256}`",

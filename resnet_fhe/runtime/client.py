@@ -14,6 +14,7 @@ from resnet_fhe.backends.openfhe_backend import (
     bootstrap_slot_counts,
     build_context,
     plan_rotation_keys,
+    setup_bootstrap,
 )
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
@@ -70,12 +71,16 @@ class Client:
             context.EvalRotateKeyGen(pair.secretKey, [index])
             ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), openfhe.BINARY)
         tag = pair.secretKey.GetKeyTag()
+        covers: dict[str, list[int]] = {}  # slots -> the plan's rotations whose keys bootstrapping has too
         for slots in slot_counts:
             # Keys only: the encoded transforms (gigabytes) are the server's business, so the client's
             # setup skips their precomputation (precompute=False); its peak is then the keys alone.
             context.ClearEvalAutomorphismKeys()
-            context.EvalBootstrapSetup(list(plan.params.level_budget), [0, 0], slots, 0, False)
+            setup_bootstrap(context, plan.params, slots, precompute=False)
             context.EvalBootstrapKeyGen(pair.secretKey, slots)
+            bootstrap_indices = set(context.GetExistingEvalAutomorphismKeyIndices(tag))
+            covers[str(slots)] = sorted({index % plan.params.max_slots for index in plan_rotation_keys(plan)
+                                         if context.FindAutomorphismIndex(index) in bootstrap_indices})
             ok &= openfhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), openfhe.BINARY,
                                                     context, tag, slots)
             context.ClearBootstrapPrecom()
@@ -86,7 +91,8 @@ class Client:
         plan.save(server_dir / "plan.json")
         store_id = hashlib.sha256((plan.constants_sha256 + tag).encode()).hexdigest()[:32]
         write_manifest(server_dir, {"store_id": store_id, "key_tag": tag, "rotation_keys": rotation_keys,
-                                    "bootstrap_slots": slot_counts, "params": plan.params.to_dict()})
+                                    "bootstrap_slots": slot_counts, "bootstrap_covers": covers,
+                                    "params": plan.params.to_dict()})
         _log(f"keygen: {len(rotation_keys)} rotation key files, {len(slot_counts)} bootstrap key files in "
              f"{time.perf_counter() - started:.1f} s")
         return cls(server_dir, client_dir)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from resnet_fhe.backends.openfhe_backend import OpenFHEBackend
+from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, setup_bootstrap
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
@@ -32,7 +32,10 @@ class PhaseKeys:
 
     def __init__(self, server: Server):
         self.server = server
-        self.residency = KeyResidency()
+        covers = server.manifest.get("bootstrap_covers", {})  # measured by the client at keygen
+        self.residency = KeyResidency(
+            bootstrap_covers={int(slots): frozenset(indices) for slots, indices in covers.items()},
+            ring_slots=server.plan.params.max_slots)
         self.bootstrap_keys = None  # the bootstrap keys' automorphism map, while loaded
         self.rotations_loaded = False  # the context's map holds rotation keys (and is not bootstrap_keys)
 
@@ -47,7 +50,7 @@ class PhaseKeys:
             self._clear_rotations()
         if change.load_bootstrap is not None:
             self._clear_rotations()
-            cc.EvalBootstrapSetup(list(server.plan.params.level_budget), [0, 0], change.load_bootstrap)
+            setup_bootstrap(cc, server.plan.params, change.load_bootstrap)
             path = str(server.file(f"bootstrap/{change.load_bootstrap}.bin"))
             tag = server.manifest["key_tag"]
             if not openfhe.DeserializeEvalBootstrapKey(path, openfhe.BINARY, cc, tag, change.load_bootstrap):
