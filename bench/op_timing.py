@@ -2,8 +2,8 @@
 """Times one op of a compiled plan under real encryption, alone or for several images at once.
 
 A whole 128-bit ResNet20 run takes many minutes; this measures one linear transform, ReLU polynomial or
-bootstrap in seconds, with only that op's keys (a bootstrap's are ~13 GB and a minute to make), on random
-inputs at the level the plan gives the op. It is how the backend's per-op costs are compared before and
+bootstrap in seconds, with only that op's keys (a bootstrap's take ~10 GB with OpenFHE's precomputation
+and a minute to make), on random inputs at the level the plan gives the op. It is how the backend's per-op costs are compared before and
 after a change; --unrescaled gives the op inputs in the state the backend stored registers in before it
 rescaled them (a convolution's output still carrying its product).
 

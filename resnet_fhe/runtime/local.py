@@ -142,7 +142,7 @@ class LocalDeployment:
         self.store.mkdir(parents=True)
         plan_path = self.store / "plan-for-keygen.json"
         self.plan.save(plan_path)
-        _log(f"generating keys into {self.store} (minutes; ~13 GB at the 128-bit preset)")
+        _log(f"generating keys into {self.store} (a minute or two and ~6 GB at the 128-bit preset)")
         command = [sys.executable, "-m", "resnet_fhe.cli", "keygen", "--plan", str(plan_path),
                    "--store", str(self.store), "--json", str(record)] + (["--insecure"] if self.insecure else [])
         child = run_child(command, self.threads)
