@@ -3,9 +3,9 @@
 
 A whole 128-bit ResNet20 run takes many minutes; this measures one linear transform, ReLU polynomial or
 bootstrap in seconds, with only that op's keys (a bootstrap's take ~10 GB with OpenFHE's precomputation
-and a minute to make), on random inputs at the level the plan gives the op. It is how the backend's per-op costs are compared before and
-after a change; --unrescaled gives the op inputs in the state the backend stored registers in before it
-rescaled them (a convolution's output still carrying its product).
+and a minute to make), on random inputs at the level the plan gives the op. It is how the backend's
+per-op costs are compared before and after a change; --unrescaled gives the op inputs in the state the
+backend stored registers in before it rescaled them (a convolution's output still carrying its product).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/op_timing.py --op stage1.block1.conv1 --images 1 4
 """
