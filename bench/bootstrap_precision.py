@@ -3,11 +3,11 @@
 
 Encrypts uniform values in [-1, 1] at the level a compiled plan bootstraps from (one level left),
 bootstraps, decrypts, and reports the error's standard deviation and maximum as -log2. The simulator's
-noise model uses the standard deviation (the preset's `bootstrap_precision_bits`), so a preset change
-must be re-measured with this command before its accuracy figures mean anything. It also counts the
-bootstrap keys and lists the rotations among them (the preset's `bootstrap_key_count` and
-`bootstrap_rotations`, which the memory estimate uses) and reports the
-resident memory after the keys, after OpenFHE's precomputed transforms, and at the peak.
+noise model uses the standard deviation (the preset's `bootstrap_measured[slots].precision_bits`), so a
+preset change must be re-measured with this command before its accuracy figures mean anything. It also
+counts the bootstrap keys and lists the rotations among them (`key_count` and `rotations` there, which
+the memory estimate and the key residency use) and reports the resident memory after the keys, after
+OpenFHE's precomputed transforms, and at the peak.
 
 `--dim1`, `--level-budget` and `--correction-factor` override the preset's, to compare settings
 before changing a preset:

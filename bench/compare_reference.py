@@ -12,6 +12,10 @@ JSON (`resnet_fhe` and `reference` objects, `ratios`, `cpu`) and prints a Markdo
 
 Keygen: both systems reuse their cached keys unless --fresh-keys is given; the JSON says when each
 keygen figure was measured (reused keys keep the figures recorded when they were made).
+
+`--packed-images N` then has resnet-fhe classify N test images from --start packed into queries (the
+images per query its planner picks, 8 for ResNet20), as one batch, and reports the amortized seconds per
+image beside the single-image figures, with its ratios to both (`packed` and `packed_ratios`).
 """
 
 from __future__ import annotations
@@ -51,10 +55,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="generate both systems' keys anew so that keygen is measured in this run")
     parser.add_argument("--skip-reference", type=Path, default=None, metavar="JSON",
                         help="take the reference's figures from an earlier JSON of this script (same machine)")
+    parser.add_argument("--packed-images", type=int, default=0, metavar="N",
+                        help="also classify N images packed into queries, as one batch (amortized seconds)")
     parser.add_argument("--json", type=Path, default=Path("results/compare-reference.json"))
     args = parser.parse_args(argv)
-    if args.images < 1 or args.start < 0:
-        parser.error("--images must be at least 1 and --start at least 0")
+    if args.images < 1 or args.start < 0 or args.packed_images < 0:
+        parser.error("--images must be at least 1, --start and --packed-images at least 0")
     if args.skip_reference is None and not args.reference_script.is_file():
         parser.error(f"{args.reference_script} not found: pass --reference-script")
     return args
@@ -104,9 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.start + args.images > len(data):
             raise ResnetFheError(f"--start {args.start} --images {args.images} goes past {len(data)} test images")
         batch_file = Path(data.source.split(", ")[0])
+        if args.start + args.packed_images > len(data):
+            raise ResnetFheError(f"--start {args.start} --packed-images {args.packed_images} goes past {len(data)} "
+                                 "test images")
+        packed_data = data.take(args.packed_images, args.start) if args.packed_images else None
         data = data.take(args.images, args.start)
         options = CompileOptions() if args.relu_form is None else CompileOptions(relu_form=args.relu_form)
         plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
+        if plan.images_per_query != 1:
+            raise ResnetFheError("the single-image comparison needs a plan of one image per query")
         if plan.params.insecure:
             raise ResnetFheError(f"preset {plan.params.name} is insecure: the comparison is at 128 bits")
         deployment = LocalDeployment(plan, threads=args.threads)
@@ -177,11 +189,57 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
     }
+    if packed_data is not None:
+        result["packed"], result["packed_ratios"] = packed_run(args, packed_data, options, resnet, reference)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.json}")
     print(markdown_table(result))
     return 0
+
+
+def packed_run(args: argparse.Namespace, data, options, single: dict, reference: dict) -> tuple[dict, dict]:
+    """resnet-fhe on `data` packed into queries, as one batch: its figures and their ratios to the
+    single-image run and to the reference's circuit seconds per image."""
+    import dataclasses
+
+    import numpy as np
+
+    from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
+    from resnet_fhe.compiler.packing import plan_for_batch
+    from resnet_fhe.compiler.plan_cache import compile_model_cached
+    from resnet_fhe.ir import run_graph
+    from resnet_fhe.models import load_model
+    from resnet_fhe.plan.params import load_preset
+    from resnet_fhe.runtime.local import LocalDeployment
+
+    def compile_with(images_per_query: int):
+        packed_options = dataclasses.replace(options, images_per_query=images_per_query)
+        return compile_model_cached("resnet20", args.preset, packed_options, DEFAULT_CALIBRATION_IMAGES,
+                                    args.data_dir)
+
+    choice = plan_for_batch(load_model("resnet20"), load_preset(args.preset), len(data), 15.0, compile_with)
+    log(f"resnet-fhe on test images {args.start}-{args.start + len(data) - 1}, packed: {choice.reason} ...")
+    run = LocalDeployment(choice.plan, threads=args.threads).classify(data.images, checkpoint=False)
+    plain = run_graph(load_model("resnet20"), data.images / 255.0)
+    packed = {
+        "images": len(data), "images_per_query": choice.images_per_query, "queries": choice.queries,
+        "server_seconds": round(run.seconds, 2), "seconds_per_image": round(run.seconds_per_image, 2),
+        "process_seconds": round(run.process_seconds, 2), "peak_rss_gb": run.peak_rss_gb,
+        "key_store_gb": round(run.key_store_gb, 3), "keygen": run.keygen, "key_load_seconds": run.key_load_seconds,
+        "classes": [int(c) for c in run.logits.argmax(1)], "plain_classes": [int(c) for c in plain.argmax(1)],
+        "agreement_with_plain": float(np.mean(run.logits.argmax(1) == plain.argmax(1))),
+        "max_abs_logit_error": float(np.max(np.abs(run.logits - plain))),
+    }
+    log(f"  packed: {packed['seconds_per_image']:.1f} s per image amortized, peak {run.peak_rss_gb:.2f} GB")
+    single_server = float(np.mean(single["server_seconds"]))
+    ratios = {
+        "amortized_vs_single_server_seconds": round(packed["seconds_per_image"] / single_server, 3),
+        "amortized_vs_reference_circuit_seconds": round(packed["seconds_per_image"] / reference["seconds_per_image"],
+                                                        3),
+        "peak_rss_vs_single": round(packed["peak_rss_gb"] / single["peak_rss_gb"], 3),
+    }
+    return packed, ratios
 
 
 def _cell(value: float | None) -> str:
@@ -206,6 +264,14 @@ def markdown_table(result: dict) -> str:
     lines.append(f"| seconds per image, resnet-fhe's server with its key loading vs the reference's circuit | "
                  f"{server:.2f} | {ref['seconds_per_image']:.2f} | {result['server_seconds_ratio']} |")
     lines.append(f"| classes | {ours['classes']} | {ref['classes']} | plain {result['plain_classes']} |")
+    packed, ratios = result.get("packed"), result.get("packed_ratios")
+    if packed:
+        lines.append(f"| seconds per image, {packed['images']} images packed {packed['images_per_query']} per query "
+                     f"(server, amortized) | {packed['seconds_per_image']:.2f} | {ref['seconds_per_image']:.2f} | "
+                     f"{ratios['amortized_vs_reference_circuit_seconds']} (vs resnet-fhe single: "
+                     f"{ratios['amortized_vs_single_server_seconds']}) |")
+        lines.append(f"| inference peak RSS, packed (GB) | {packed['peak_rss_gb']:.2f} | "
+                     f"{_cell(ref.get('peak_rss_gb'))} | vs resnet-fhe single: {ratios['peak_rss_vs_single']} |")
     return "\n".join(lines)
 
 

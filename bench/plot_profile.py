@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(args.result.read_text())
         estimates = None
         if args.plan is not None:
+            plan = Plan.load(args.plan)
             images = (summary.get("profiles") or [{}])[0].get("images", 1)
-            estimates = {r["layer"]: r["memory_gb"] for r in layer_rows(Plan.load(args.plan), images=images)}
+            queries = -(-images // plan.images_per_query)
+            estimates = {r["layer"]: r["memory_gb"] for r in layer_rows(plan, queries=queries)}
         rows, title = run_report(summary, estimates)
         print(render_memory_table(rows))
         print(f"wrote {plot_profile(rows, args.output, title, args.budget_gb)}", file=sys.stderr)

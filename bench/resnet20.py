@@ -37,6 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="resnet20", help="name in weights/ or a weights .npz path")
     parser.add_argument("--preset", default="default-128")
     parser.add_argument("--images", type=int, default=1, help="test images, evaluated as one batch")
+    parser.add_argument("--images-per-query", type=int, default=None,
+                        help="images packed into the same ciphertexts (a power of two; default: picked from "
+                             "--images and --budget-gb, 1 with --simulate)")
     parser.add_argument("--start", type=int, default=0, help="index of the first test image")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="CIFAR-10 python batches (test images from test_batch; training images calibrate); "
@@ -97,10 +100,12 @@ def run(args: argparse.Namespace) -> int:
 
     from resnet_fhe.compiler import CompileOptions
     from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
+    from resnet_fhe.compiler.packing import plan_for_batch
     from resnet_fhe.compiler.plan_cache import compile_model_cached
     from resnet_fhe.data import CIFAR10_CLASSES
     from resnet_fhe.ir import run_graph
     from resnet_fhe.models import load_model
+    from resnet_fhe.plan.params import load_preset
     from resnet_fhe.plan.summary import layer_rows
     from resnet_fhe.profiling import check_estimate
 
@@ -112,8 +117,20 @@ def run(args: argparse.Namespace) -> int:
     calibration_images = args.calibration_images or DEFAULT_CALIBRATION_IMAGES
     log(f"compiling {args.model} for preset {args.preset} (calibration: {calibration_images} training images)")
     started = time.perf_counter()
-    plan = compile_model_cached(args.model, args.preset, CompileOptions(relu_form=args.relu_form),
-                                calibration_images, args.data_dir)
+
+    def compile_with(images_per_query: int):
+        options = CompileOptions(relu_form=args.relu_form, images_per_query=images_per_query)
+        return compile_model_cached(args.model, args.preset, options, calibration_images, args.data_dir)
+
+    if args.simulate:
+        plan = compile_with(args.images_per_query or 1)
+        packing = {"images_per_query": plan.images_per_query, "reason": "simulated"}
+    else:
+        choice = plan_for_batch(load_model(args.model), load_preset(args.preset), len(data), args.budget_gb,
+                                compile_with, args.images_per_query)
+        plan = choice.plan
+        log(f"packing: {choice.reason}")
+        packing = {"images_per_query": choice.images_per_query, "queries": choice.queries, "reason": choice.reason}
     compile_seconds = time.perf_counter() - started
     if plan.params.insecure and not args.insecure:
         log(f"error: preset {plan.params.name} is INSECURE ({plan.params.security}); pass --insecure to use it")
@@ -124,12 +141,14 @@ def run(args: argparse.Namespace) -> int:
 
         deployment = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure)
     costs = deployment.known_costs() if deployment is not None else None
-    rows = layer_rows(plan, images=len(data), costs=costs)
+    queries = -(-len(data) // plan.images_per_query)
+    rows = layer_rows(plan, queries=queries, costs=costs)
     estimate = max(r["memory_gb"] for r in rows)
     plain = run_graph(load_model(args.model), data.images / 255.0)
     summary = {"model": args.model, "preset": plan.params.name, "security": plan.params.security,
                "bootstraps": plan.bootstraps, "compile_seconds": round(compile_seconds, 1),
                "estimated_peak_gb": estimate, "data_source": data.source, "first_image": args.start,
+               "packing": packing,
                "plan_layers": rows, "images": []}
     if args.simulate:
         from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend

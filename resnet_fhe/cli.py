@@ -48,9 +48,10 @@ def plain_logits(graph, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def compile_plan(args: argparse.Namespace, cached: bool = False):
+def compile_plan(args: argparse.Namespace, cached: bool = False, images_per_query: int | None = None):
     """A plan from --plan, or compiled from --model and --preset (calibrated on training images): now, or
-    with `cached`, taken from the plan cache when nothing it depends on changed."""
+    with `cached`, taken from the plan cache when nothing it depends on changed. Images per query:
+    `images_per_query`, else --images-per-query, else 1."""
     from resnet_fhe.compiler import compile_model
     from resnet_fhe.compiler.plan_cache import compile_model_cached
     from resnet_fhe.plan.plan import Plan
@@ -58,19 +59,41 @@ def compile_plan(args: argparse.Namespace, cached: bool = False):
     if getattr(args, "plan", None):
         return Plan.load(args.plan)
     started = time.perf_counter()
-    options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form)
+    packing = images_per_query or getattr(args, "images_per_query", None) or 1
+    options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form,
+                             images_per_query=packing)
     compile_fn = compile_model_cached if cached else compile_model
     plan = compile_fn(args.model, args.preset, options, args.calibration_images, args.data_dir)
-    _log(f"compiled {args.model} for {args.preset} in {time.perf_counter() - started:.1f} s: "
-         f"{len(plan.ops)} ops, {plan.bootstraps} bootstraps")
+    _log(f"compiled {args.model} for {args.preset} ({packing} image(s) per query) in "
+         f"{time.perf_counter() - started:.1f} s: {len(plan.ops)} ops, {plan.bootstraps} bootstraps")
     return plan
+
+
+def batch_plan(args: argparse.Namespace, images: int, result: dict[str, Any]):
+    """The plan for an encrypted batch of `images`: --plan as given, else compiled at the images per query
+    the planner picks (compiler/packing.py) or --images-per-query; says which and why."""
+    from resnet_fhe.compiler.packing import plan_for_batch
+    from resnet_fhe.models import load_model
+    from resnet_fhe.plan.params import load_preset
+
+    if getattr(args, "plan", None):
+        plan = compile_plan(args)
+        result["packing"] = {"images_per_query": plan.images_per_query, "reason": "the given plan's"}
+        return plan
+    choice = plan_for_batch(load_model(args.model), load_preset(args.preset), images, args.budget_gb,
+                            lambda b: compile_plan(args, cached=True, images_per_query=b), args.images_per_query)
+    _log(f"packing: {choice.reason}; estimated peak {choice.estimated_peak_gb:.1f} GB")
+    result["packing"] = {"images_per_query": choice.images_per_query, "queries": choice.queries,
+                         "estimated_peak_gb": round(choice.estimated_peak_gb, 2), "reason": choice.reason}
+    return choice.plan
 
 
 def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.plan.summary import render_summary
 
     plan = compile_plan(args)
-    output = args.output or Path("circuits") / f"{args.model}-{args.preset}.json"
+    packing = f"-b{plan.images_per_query}" if plan.images_per_query > 1 else ""
+    output = args.output or Path("circuits") / f"{args.model}-{args.preset}{packing}.json"
     json_path, constants_path = plan.save(output)
     summary_path = json_path.with_suffix(".md")
     summary_path.write_text(render_summary(plan))
@@ -99,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "simulate":
         logits = simulate_logits(compile_plan(args, cached=True), data.images, args.noise, result)
     elif args.mode == "encrypted":
-        logits = encrypted_logits(compile_plan(args, cached=True), data.images, args, result)
+        logits = encrypted_logits(batch_plan(args, len(data), result), data.images, args, result)
     correct = int((logits.argmax(axis=1) == data.labels).sum())
     result.update(correct=correct, top1=correct / len(data), seconds=round(time.perf_counter() - started, 2))
     line = f"{graph.name} {args.mode}: top-1 {100 * result['top1']:.2f}% ({correct}/{len(data)} {data.split} images)"
@@ -177,23 +200,27 @@ def cmd_encrypt(args: argparse.Namespace) -> dict[str, Any]:
 
     data = _dataset(args)
     client = Client(args.store / "server", args.store / "client")
-    client.encrypt(data.images[0], args.output)
-    print(f"encrypted {data.source} image {args.start} (label {int(data.labels[0])}) into {args.output}")
-    return {"ciphertext": str(args.output), "label": int(data.labels[0])}
+    client.encrypt(data.images, args.output)
+    labels = [int(label) for label in data.labels]
+    print(f"encrypted {data.source} image(s) {args.start}-{args.start + len(labels) - 1} (labels {labels}) "
+          f"into {args.output}")
+    return {"ciphertext": str(args.output), "labels": labels}
 
 
 def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.plan.summary import layer_rows
     from resnet_fhe.profiling import MemoryGuard, RssSampler, check_estimate
     from resnet_fhe.runtime import Server
+    from resnet_fhe.runtime.ciphertexts import query_images
 
     if len(args.input) != len(args.output):
         raise InputError(f"infer got {len(args.input)} --input folders but {len(args.output)} --output folders; "
                          "give one output folder per input")
     server = Server(args.server)
-    images = len(args.input)
-    check_estimate(max(r["memory_gb"] for r in layer_rows(server.plan, images=images)), args.budget_gb,
-                   f"{server.plan.model} on {images} image(s)")
+    queries, images = len(args.input), sum(query_images(folder) for folder in args.input)
+    check_estimate(max(r["memory_gb"] for r in layer_rows(server.plan, queries=queries)), args.budget_gb,
+                   f"{server.plan.model} on {queries} quer{'y' if queries == 1 else 'ies'} of up to "
+                   f"{server.plan.images_per_query} image(s)")
     started = time.perf_counter()
     with RssSampler() as sampler:
         guard = MemoryGuard(sampler, args.budget_gb, progress=True)
@@ -202,10 +229,12 @@ def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
     seconds = resumed.seconds + time.perf_counter() - started
     layers = [p.to_dict() for p in guard.profiles]
     peak_gb = max([sampler.peak / 1e9, *(p["rss_peak_gb"] for p in layers)])
-    print(f"evaluated {images} ciphertext(s) into {', '.join(map(str, args.output))} in {seconds:.1f} s, "
+    print(f"evaluated {queries} quer{'y' if queries == 1 else 'ies'} ({images} image(s)) into "
+          f"{', '.join(map(str, args.output))} in {seconds:.1f} s, "
           f"peak RSS {peak_gb:.2f} GB" + (f" (resumed at op {resumed.op} of {len(server.plan.ops)}; time and "
                                           "peak include the earlier runs)" if resumed.op else ""))
-    return {"seconds": round(seconds, 2), "images": images, "resumed_from_op": resumed.op, "peak_rss_gb": peak_gb,
+    return {"seconds": round(seconds, 2), "queries": queries, "images": images, "resumed_from_op": resumed.op,
+            "peak_rss_gb": peak_gb,
             "key_load_seconds": round(sum(p["key_load_seconds"] for p in layers), 2), "layers": layers}
 
 
@@ -213,9 +242,10 @@ def cmd_decrypt(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.runtime import Client
 
     logits = Client(args.store / "server", args.store / "client").decrypt(args.input)
-    predicted = int(np.argmax(logits))
-    print(f"class {predicted}; logits {np.array2string(logits, precision=4)}")
-    return {"class": predicted, "logits": logits.tolist()}
+    classes = [int(c) for c in np.argmax(logits, axis=1)]
+    for index, (predicted, row) in enumerate(zip(classes, logits, strict=True)):
+        print(f"image {index}: class {predicted}; logits {np.array2string(row, precision=4)}")
+    return {"classes": classes, "logits": logits.tolist()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "about half the encrypted evaluation time)")
         command.add_argument("--data-dir", type=Path, default=None,
                              help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
+        command.add_argument("--images-per-query", type=int, default=None,
+                             help="images packed into the same ciphertexts, a power of two (default 1; "
+                                  "evaluate --mode encrypted picks it from --images and --budget-gb)")
 
     compile_cmd = commands.add_parser("compile", help="compile a model into a CKKS plan")
     plan_options(compile_cmd)
@@ -252,15 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--json", type=Path, default=None)
     keygen.set_defaults(handler=cmd_keygen)
 
-    encrypt = commands.add_parser("encrypt", help="client: encrypt one CIFAR-10 image")
+    encrypt = commands.add_parser("encrypt", help="client: encrypt CIFAR-10 image(s) into one query")
     encrypt.add_argument("--store", type=Path, required=True)
-    encrypt.add_argument("--start", type=int, default=0, help="index of the image")
+    encrypt.add_argument("--start", type=int, default=0, help="index of the first image")
+    encrypt.add_argument("--images", type=int, default=1,
+                         help="consecutive images in the query (up to the plan's images per query)")
     encrypt.add_argument("--split", choices=["test", "train"], default="test")
     encrypt.add_argument("--data-dir", type=Path, default=None)
     encrypt.add_argument("--sample", action="store_true", help="take it from the shipped test sample")
     encrypt.add_argument("--output", type=Path, required=True, help="ciphertext folder to write")
     encrypt.add_argument("--json", type=Path, default=None)
-    encrypt.set_defaults(handler=cmd_encrypt, images=1)
+    encrypt.set_defaults(handler=cmd_encrypt)
 
     infer = commands.add_parser("infer", help="server: evaluate ciphertexts with the key store's server part")
     infer.add_argument("--server", type=Path, required=True, help="the key store's server/ folder")

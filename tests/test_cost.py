@@ -19,10 +19,12 @@ def test_transform_levels_split_as_openfhe_splits_them():
 
 def test_bootstrap_memory_uses_the_presets_measured_key_count():
     params = load_preset("default-128")
-    assert params.bootstrap_key_slots == 16384 and params.bootstrap_key_count > 0
-    fewer = dataclasses.replace(params, bootstrap_key_count=params.bootstrap_key_count - 10)
+    measured = params.bootstrap_figures(16384)
+    assert measured is not None and measured.key_count > 0
+    fewer = dataclasses.replace(params, bootstrap_measured={
+        16384: dataclasses.replace(measured, key_count=measured.key_count - 10)})
     assert bootstrap_bytes(params, 16384) - bootstrap_bytes(fewer, 16384) == 10 * key_bytes(params)
-    # Elsewhere (another slot count) the rough guess stands in, whatever the preset measured.
+    # Elsewhere (a slot count not measured) the rough guess stands in, whatever the preset measured.
     assert bootstrap_bytes(params, 4096) == bootstrap_bytes(fewer, 4096)
 
 

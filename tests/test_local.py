@@ -39,3 +39,14 @@ def test_an_insecure_preset_needs_consent(tmp_path):
     plan = toy_resnet_plan()
     with pytest.raises(KeyStoreError, match="keygen failed"):
         local.LocalDeployment(plan, store=tmp_path / "store", threads=1).prepare_keys()
+
+
+def test_packed_plan_classifies_a_batch_as_queries_and_drops_the_padding(tmp_path):
+    plan = toy_resnet_plan(images_per_query=2)
+    images = random_images(3, (1, 8, 8), seed=32).images  # queries of 2 and 1 (padded)
+    run = local.LocalDeployment(plan, store=tmp_path / "store", threads=1, insecure=True).classify(images)
+    assert len(list((tmp_path / "store" / "queries").iterdir())) == 2
+    expected = SimulatorBackend(plan).run(images / 255.0)
+    assert run.logits.shape == expected.shape == (3, plan.classes)
+    assert np.max(np.abs(run.logits - expected)) < 0.02 * max(1.0, np.max(np.abs(expected)))
+    assert run.seconds_per_image == run.seconds / 3

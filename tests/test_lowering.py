@@ -1,4 +1,5 @@
-"""Every lowering, with exact activations, reproduces the plaintext layer on slot vectors to 1e-9."""
+"""Every lowering, with exact activations, reproduces the plaintext layer on slot vectors to 1e-9, with one
+image per query and with several packed into the same ciphertexts."""
 
 import numpy as np
 import pytest
@@ -13,27 +14,31 @@ from tests.helpers import compile_for_test, random_images, small_cnn, toy_params
 RNG = np.random.default_rng(7)
 # ring 1024 -> 512 slots: an 8x12x12 tensor (8 blocks of 256) spans 4 ciphertexts.
 PRESETS = {"one-ciphertext": toy_params(1 << 16), "multi-ciphertext": toy_params(1024)}
+# (preset, images per query): 4 images of 12x12 fill 4 blocks of 256 slots, more than the 512-slot ring.
+PACKINGS = [("one-ciphertext", 1), ("one-ciphertext", 4), ("multi-ciphertext", 1), ("multi-ciphertext", 2)]
 
 
 def _single_layer(layer, in_shape: Shape) -> Graph:
     return Graph([Input("input", (), in_shape), layer], "single")
 
 
-def _check(graph: Graph, params, atol: float = 1e-9) -> None:
-    plan = compile_for_test(graph, params)
+def _check(graph: Graph, params, atol: float = 1e-9, images_per_query: int = 1) -> None:
+    plan = compile_for_test(graph, params, images_per_query=images_per_query)
+    assert plan.images_per_query == images_per_query
     shape = graph.input.shape
+    # 6 images: with 4 per query the second query is padded.
     x = random_images(6, (shape.channels, shape.height, shape.width), seed=3).images / 255.0
     expected = run_graph(graph, x)
     got = SimulatorBackend(plan, exact_activations=True).run(x)
     np.testing.assert_allclose(got, expected, rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize(("preset", "packing"), PACKINGS)
 @pytest.mark.parametrize(("stride", "kernel", "padding"), [(1, 3, 1), (2, 3, 1), (2, 1, 0), (1, 5, 2)])
-def test_convolution(preset, stride, kernel, padding):
+def test_convolution(preset, packing, stride, kernel, padding):
     weight = RNG.normal(0, 0.5, (8, 3, kernel, kernel))
     conv = Conv2d("conv", ("input",), weight, RNG.normal(0, 0.2, 8), stride, padding)
-    _check(_single_layer(conv, Shape(3, 12, 12)), PRESETS[preset])
+    _check(_single_layer(conv, Shape(3, 12, 12)), PRESETS[preset], images_per_query=packing)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -43,24 +48,25 @@ def test_convolution_with_position_dependent_bias(preset):
     _check(_single_layer(conv, Shape(2, 10, 10)), PRESETS[preset])
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_shortcut_option_a(preset):
-    _check(_single_layer(ShortcutA("short", ("input",), 8, 2), Shape(4, 12, 12)), PRESETS[preset])
+@pytest.mark.parametrize(("preset", "packing"), PACKINGS)
+def test_shortcut_option_a(preset, packing):
+    _check(_single_layer(ShortcutA("short", ("input",), 8, 2), Shape(4, 12, 12)), PRESETS[preset],
+           images_per_query=packing)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_pool_and_linear(preset):
+@pytest.mark.parametrize(("preset", "packing"), PACKINGS)
+def test_pool_and_linear(preset, packing):
     nodes = [Input("input", (), Shape(6, 6, 6)), AvgPool("pool", ("input",)),
              Linear("fc", ("pool",), RNG.normal(0, 1, (5, 6)), RNG.normal(0, 1, 5))]
-    _check(Graph(nodes, "head"), PRESETS[preset])
+    _check(Graph(nodes, "head"), PRESETS[preset], images_per_query=packing)
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B"])
-@pytest.mark.parametrize("preset", PRESETS)
-def test_small_resnets_end_to_end(shortcut, preset):
+@pytest.mark.parametrize(("preset", "packing"), PACKINGS)
+def test_small_resnets_end_to_end(shortcut, preset, packing):
     spec = ResNetSpec(depth=8, widths=(4, 8, 16), shortcut=shortcut, input_shape=(3, 12, 12))
     graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=2), fold_normalization=True))
-    _check(graph, PRESETS[preset], atol=1e-8)
+    _check(graph, PRESETS[preset], atol=1e-8, images_per_query=packing)
 
 
 def test_relu_with_exact_activation_and_grey_28x28_cnn():
@@ -72,6 +78,25 @@ def test_layout_pack_round_trip():
     assert layout.block == 64 and layout.per_ct == 2 and layout.ciphertexts == 3
     tensor = RNG.normal(size=(2, 5, 7, 9))
     assert np.array_equal(layout.unpack(layout.pack(tensor)), tensor)
+
+
+def test_packed_layout_interleaves_images_between_channel_and_position():
+    from resnet_fhe.errors import CompileError, InputError
+
+    layout = Layout.for_shape(5, 7, 9, max_slots=512, images=4)
+    assert (layout.per_ct, layout.ciphertexts, layout.channel_stride) == (2, 3, 256)
+    assert layout.position(np.array(3), np.array(1), np.array(2), np.array(2)) == (1, 256 + 2 * 64 + 9 + 2)
+    grouped = Layout(10, 1, 1, 1, 64, images=4, group=4)  # logits: 4 per image side by side
+    assert grouped.position(np.array(6), 0, 0, np.array(1))[1] == (1 * 4 + 1) * 4 + 2
+    tensor = RNG.normal(size=(8, 5, 7, 9))  # two queries of four
+    packed = layout.pack(tensor)
+    assert [p.shape for p in packed] == [(2, 512)] * 3
+    assert np.array_equal(layout.unpack(packed), tensor)
+    with pytest.raises(InputError, match="pad"):
+        layout.pack(tensor[:6])
+    with pytest.raises(CompileError, match="slots"):
+        Layout.for_shape(5, 7, 9, max_slots=128, images=4)
+    assert "images" not in Layout.for_shape(5, 7, 9, max_slots=128).to_dict()  # single-image plans unchanged
 
 
 def test_relu_graph_rejects_unfolded_batchnorm():

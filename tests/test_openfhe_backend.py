@@ -6,7 +6,7 @@ import pytest
 
 from resnet_fhe.backends.simulator import SimulatorBackend
 from resnet_fhe.compiler.polynomial import relu_chebyshev, relu_degree
-from resnet_fhe.errors import PlanError
+from resnet_fhe.errors import InputError, PlanError
 from resnet_fhe.plan.ops import Bootstrap, Polynomial
 from resnet_fhe.plan.params import load_preset
 from tests.helpers import random_images, toy_resnet_plan
@@ -38,7 +38,7 @@ def test_encrypted_small_cnn_matches_simulator(setup):
     images = random_images(2, (1, 8, 8), seed=12).images / 255.0
     expected = SimulatorBackend(plan).run(images)
     for image, want in zip(images, expected, strict=True):
-        got = backend.decrypt(backend.run(backend.encrypt(image, keys.public_key)), keys.secret_key)
+        got = backend.decrypt(backend.run(backend.encrypt(image, keys.public_key)), keys.secret_key)[0]
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
 
 
@@ -65,7 +65,7 @@ def test_batch_matches_single_image_runs(setup):
     expected = SimulatorBackend(plan).run(images)
     assert len(batch) == 2
     for cts, want in zip(batch, expected, strict=True):  # each image keeps its own result, in order
-        got = backend.decrypt(cts, keys.secret_key)
+        got = backend.decrypt(cts, keys.secret_key)[0]
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
 
 
@@ -80,8 +80,26 @@ def test_linear_transforms_split_a_large_batch_into_groups(setup, monkeypatch):
     images = random_images(3, (1, 8, 8), seed=14).images / 255.0
     batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
     for cts, want in zip(batch, SimulatorBackend(plan).run(images), strict=True):
-        got = backend.decrypt(cts, keys.secret_key)
+        got = backend.decrypt(cts, keys.secret_key)[0]
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_packed_queries_under_real_encryption_match_unpacked_logits():
+    """Four images share each ciphertext: one query's bootstraps, polynomials and rotations serve all of
+    them, and each image's logits are its own (the unpacked plan's, within the CKKS error)."""
+    packed = toy_resnet_plan(images_per_query=4)
+    unpacked = toy_resnet_plan()
+    assert packed.bootstraps == unpacked.bootstraps
+    keys = openfhe_backend.generate_keys(packed)
+    backend = openfhe_backend.OpenFHEBackend(packed, keys.context)
+    images = random_images(7, (1, 8, 8), seed=18).images / 255.0  # a full query and one of three
+    queries = [backend.encrypt(images[:4], keys.public_key), backend.encrypt(images[4:], keys.public_key)]
+    got = np.concatenate([backend.decrypt(cts, keys.secret_key) for cts in backend.run_batch(queries)])[:7]
+    want = SimulatorBackend(unpacked).run(images)
+    np.testing.assert_allclose(SimulatorBackend(packed).run(images), want, rtol=0, atol=1e-9)
+    assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+    with pytest.raises(InputError, match="1 to 4"):
+        backend.encrypt(images[:5], keys.public_key)
 
 
 def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels():
@@ -93,7 +111,7 @@ def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels():
     images = random_images(2, (1, 8, 8), seed=15).images / 255.0
     batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
     for cts, want in zip(batch, SimulatorBackend(plan).run(images), strict=True):
-        got = backend.decrypt(cts, keys.secret_key)
+        got = backend.decrypt(cts, keys.secret_key)[0]
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
     # The half-degree path spends no more levels than the general series of the same depth.
     depth = max(op.depth for op in relus)

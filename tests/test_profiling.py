@@ -23,7 +23,7 @@ def test_estimate_over_budget_is_refused(plan):
 
 
 def test_estimate_grows_with_the_batch(plan):
-    one, three = layer_rows(plan), layer_rows(plan, images=3)
+    one, three = layer_rows(plan), layer_rows(plan, queries=3)
     assert all(b["memory_gb"] >= a["memory_gb"] for a, b in zip(one, three, strict=True))
     assert max(r["memory_gb"] for r in three) > max(r["memory_gb"] for r in one)  # live tensors are per image
 

@@ -15,11 +15,11 @@ def test_costs_fitted_from_a_profile_recover_the_machine_and_predict_each_layer(
     profile = [{"layer": layer, "seconds": 2 * truth.seconds(work) * (1 + 0.01 * rng.standard_normal()) + 0.5,
                 "key_load_seconds": 0.5}  # two images; key loading is not arithmetic
                for layer, work in layer_work(plan.ops, plan.params).items()]
-    fitted = fit_costs(plan.ops, plan.params, profile, images=2, machine="test machine")
+    fitted = fit_costs(plan.ops, plan.params, profile, queries=2, machine="test machine")
     assert fitted.layers == len(profile)
     for name in WORK:
         assert abs(getattr(fitted, name) - getattr(truth, name)) <= 0.1 * getattr(truth, name), name
-    rows = layer_rows(plan, images=2, costs=fitted)
+    rows = layer_rows(plan, queries=2, costs=fitted)
     measured = {p["layer"]: p["seconds"] - p["key_load_seconds"] for p in profile}
     for row in rows:
         assert abs(row["seconds"] - measured[row["layer"]]) <= 0.05 * measured[row["layer"]] + 0.1

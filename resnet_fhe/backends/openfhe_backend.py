@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resnet_fhe.errors import PlanError
+from resnet_fhe.errors import InputError, PlanError
 from resnet_fhe.plan.cost import linear_group_size
+from resnet_fhe.plan.layout import pad_images
 from resnet_fhe.plan.ops import (
     BOOTSTRAP_HEADROOM,
     AddTensors,
@@ -132,33 +133,41 @@ class OpenFHEBackend:
             return self.cc.Compress(ct, levels + degree, degree)
         return ct
 
-    def encrypt(self, image: np.ndarray, public_key: object) -> list[object]:
-        """A (C, H, W) image of pixels in [0, 1] -> the plan's input ciphertexts (client side), encrypted
-        with the levels the first ops need (plan.input_levels), not the whole modulus chain."""
+    def encrypt(self, images: np.ndarray, public_key: object) -> list[object]:
+        """One query: a (C, H, W) image or up to plan.images_per_query images (n, C, H, W) of pixels in
+        [0, 1] -> the plan's input ciphertexts (client side), encrypted with the levels the first ops need
+        (plan.input_levels), not the whole modulus chain. A query with fewer images is padded (pad_images)."""
         register = self.plan.registers[self.plan.input]
-        packed = register.to_slots(np.asarray(image, dtype=np.float64)[None])
+        images = np.asarray(images, dtype=np.float64)
+        images = images[None] if images.ndim == 3 else images
+        if not 1 <= len(images) <= self.plan.images_per_query:
+            raise InputError(f"a query holds 1 to {self.plan.images_per_query} images, not {len(images)}")
+        packed = register.to_slots(pad_images(images, self.plan.images_per_query))
         slots = register.layout.slots
         level = self.plan.params.multiplicative_depth - self.plan.input_levels
         return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, level, None, slots))
                 for ct in packed]
 
     def decrypt(self, cts: list[object], secret_key: object) -> np.ndarray:
-        """The output ciphertexts -> the flattened output tensor in true units (client side)."""
+        """A query's output ciphertexts -> (images per query, outputs): each image's flattened output
+        tensor in true units, a padded query's copies included (client side)."""
         register = self.plan.registers[self.plan.output]
         arrays = []
         for ct in cts:
             plaintext = self.cc.Decrypt(ct, secret_key)
             plaintext.SetLength(register.layout.slots)
             arrays.append(np.array(plaintext.GetRealPackedValue())[None])
-        return register.from_slots(arrays).reshape(-1)
+        values = register.from_slots(arrays)
+        return values.reshape(len(values), -1)
 
     def run(self, cts: list[object], guard=None, keys=None) -> list[object]:
-        """One image's output ciphertexts; see run_batch."""
+        """One query's output ciphertexts; see run_batch."""
         return self.run_batch([cts], guard=guard, keys=keys)[0]
 
     def run_batch(self, batch: list[list[object]], guard=None, keys=None, resume=None,
                   after_op=None) -> list[list[object]]:
-        """The output ciphertexts of several images, evaluated op by op across the batch.
+        """The output ciphertexts of several queries (each of plan.images_per_query images), evaluated op by
+        op across the batch.
 
         Op-major order is what makes a batch cheaper than separate runs: each phase's keys (gigabytes for
         bootstrapping, tens of seconds to load) are loaded once per batch, not once per image. Registers

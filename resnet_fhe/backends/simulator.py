@@ -14,6 +14,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from resnet_fhe.errors import InputError, PlanError
+from resnet_fhe.plan.layout import pad_images
 from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum
 from resnet_fhe.plan.plan import Plan
 
@@ -27,8 +28,10 @@ class NoiseModel:
 
     @classmethod
     def from_params(cls, plan: Plan) -> NoiseModel:
+        """The preset's measured bootstrap error at the slot count the plan bootstraps at (the widest)."""
         params = plan.params
-        return cls(2.0 ** -params.bootstrap_precision_bits, 2.0 ** -(params.scale_bits - 20))
+        slots = max((op.slots for op in plan.ops if isinstance(op, Bootstrap)), default=params.max_slots)
+        return cls(2.0 ** -params.bootstrap_precision_at(slots), 2.0 ** -(params.scale_bits - 20))
 
 
 @dataclass
@@ -68,14 +71,18 @@ class SimulatorBackend:
         self._groups: dict[str, dict[tuple[int, int], list[tuple[int, int, int]]]] = {}
 
     def encode_input(self, images: np.ndarray) -> list[np.ndarray]:
+        """Images (N, C, H, W) -> one (queries, slots) array per input ciphertext; the last query is
+        padded with copies of its last image when N is not a multiple of the plan's images per query."""
         layout = self.plan.registers[self.plan.input].layout
         expected = (layout.channels, layout.height, layout.width)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise InputError(f"the plan takes images (N, {', '.join(map(str, expected))}), got {images.shape}")
-        return self.plan.registers[self.plan.input].to_slots(np.asarray(images, dtype=self.dtype))
+        padded = pad_images(np.asarray(images, dtype=self.dtype), layout.images)
+        return self.plan.registers[self.plan.input].to_slots(padded)
 
     def decode_output(self, cts: list[np.ndarray]) -> np.ndarray:
-        """The output tensor, flattened per image (logits for a classifier), in true units."""
+        """The output tensor, flattened per image (logits for a classifier), in true units; a padded
+        query's copies included."""
         register = self.plan.registers[self.plan.output]
         values = register.from_slots([c.astype(np.float64) for c in cts])
         return values.reshape(len(values), -1)
@@ -84,6 +91,8 @@ class SimulatorBackend:
         """Logits (N, classes) for pixels in [0, 1] of shape (N, C, H, W).
 
         `guard` (a profiling.MemoryGuard) is told before and after every op."""
+        per_query = self.plan.images_per_query
+        batch_size = -(-batch_size // per_query) * per_query  # whole queries
         parts = [self.run_batch(images[s:s + batch_size], guard) for s in range(0, len(images), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.plan.classes))
 
@@ -113,7 +122,7 @@ class SimulatorBackend:
                 guard.end(op)
         if guard is not None:
             guard.finish()
-        return self.decode_output(registers[self.plan.output])
+        return self.decode_output(registers[self.plan.output])[: len(images)]
 
     def _noisy(self, cts: list[np.ndarray], where: str) -> list[np.ndarray]:
         if self.noise is None:

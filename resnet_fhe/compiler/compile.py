@@ -7,7 +7,7 @@ levels and place bootstraps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from resnet_fhe.compiler.lowering import (
     channel_step,
     conv_entries,
     conv_keys,
+    head_layout,
     pooled_linear_entries,
     subsample_entries,
     subsample_step,
@@ -43,13 +44,16 @@ class CompileOptions:
     see compiler/polynomial.py).
     max_keys_per_phase: rotation keys one op may need (beside bootstrapping).
     uniform_bootstrap_slots: bootstrap every register at the plan's largest slot count, so the plan needs
-    one set of bootstrap keys (compiler/levels.py: widen_bootstraps)."""
+    one set of bootstrap keys (compiler/levels.py: widen_bootstraps).
+    images_per_query: images packed into the same ciphertexts (a power of two; plan/layout.py): each
+    bootstrap, polynomial and rotation then serves all of them (compiler/packing.py chooses it)."""
 
     margin: float = 1.4
     relu_error: float = 0.02
     relu_form: str = "linear-even"
     max_keys_per_phase: int = 5
     uniform_bootstrap_slots: bool = True
+    images_per_query: int = 1
 
 
 class _Lowerer:
@@ -64,7 +68,8 @@ class _Lowerer:
 
     def layout(self, name: str) -> Layout:
         shape = self.graph.shapes[name]
-        return Layout.for_shape(shape.channels, shape.height, shape.width, self.params.max_slots)
+        return Layout.for_shape(shape.channels, shape.height, shape.width, self.params.max_slots,
+                                self.options.images_per_query)
 
     def add_register(self, name: str, layout: Layout, scale: np.ndarray, value_range: np.ndarray) -> None:
         self.registers[name] = Register(layout, list(scale), list(value_range))
@@ -111,12 +116,12 @@ class _Lowerer:
                 raise CompileError(f"{node.name}: stride-1 convolutions must keep the feature-map size "
                                    "(use padding (k-1)/2)")
             self.linear(node.name, node.name, source, node.name, conv_entries(weight, node.padding, 1, src, out),
-                        src.block, conv_keys(src, kernel), out, bias)
+                        src.channel_stride, conv_keys(src, kernel), out, bias)
             return
-        full = Layout.for_shape(out.channels, src.height, src.width, self.params.max_slots)
+        full = Layout.for_shape(out.channels, src.height, src.width, self.params.max_slots, src.images)
         self.add_register(f"{node.name}.full", full, self.scales[node.name], self.calibration.ranges[node.name])
         self.linear(f"{node.name}.full", node.name, source, f"{node.name}.full",
-                    conv_entries(weight, node.padding, node.stride, src, full), src.block,
+                    conv_entries(weight, node.padding, node.stride, src, full), src.channel_stride,
                     conv_keys(src, kernel), full, reserve=2)
         self.compact(node.name, f"{node.name}.full", node.stride, 0, np.ones(out.channels), bias)
 
@@ -126,7 +131,7 @@ class _Lowerer:
         source channel c by factor[c]."""
         src, out = self.registers[source].layout, self.registers[layer].layout
         if stride > 1:
-            sub = Layout(src.channels, out.height, out.width, src.block, src.slots)
+            sub = replace(src, height=out.height, width=out.width)
             name = f"{layer}.subsample"
             self.add_register(name, sub, self.registers[source].scale, self.registers[source].range)
             step = subsample_step(src, stride, sub)
@@ -186,13 +191,13 @@ class _Lowerer:
     def linear_head(self, node: Linear) -> None:
         source = node.inputs[0]
         src = self.registers[source].layout
-        out = Layout(node.weight.shape[0], 1, 1, 1, src.slots)
+        out = head_layout(src, node.weight.shape[0])
         scale_out = self.scales[node.name]
         self.add_register(node.name, out, scale_out, self.calibration.ranges[node.name])
         weight = node.weight * (scale_out[:, None] / self.scales[source][None, :])
         bias = None if node.bias is None else bias_vectors(_scale_channels(node.bias, scale_out), out)
-        self.linear(node.name, node.name, source, node.name, pooled_linear_entries(src, weight, out), src.block,
-                    [-1, src.block], out, bias, purpose="linear")
+        self.linear(node.name, node.name, source, node.name, pooled_linear_entries(src, weight, out),
+                    src.channel_stride, [-1, src.channel_stride], out, bias, purpose="linear")
 
 
 def _scale_channels(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:

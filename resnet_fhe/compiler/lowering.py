@@ -18,28 +18,36 @@ def _grid(*sizes: int) -> list[np.ndarray]:
     return [a.ravel() for a in np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")]
 
 
+def _same_images(source: Layout, target: Layout) -> int:
+    if source.images != target.images:
+        raise CompileError(f"a layer maps {source.images} images per query to {target.images} (a compiler bug)")
+    return source.images
+
+
 def conv_entries(weight: np.ndarray, padding: int, stride: int, source: Layout, target: Layout) -> Entries:
     """A convolution computed at stride 1 on the input grid; only the output positions a stride-`stride`
     convolution keeps (rows and columns 0, s, 2s, ...) are produced, in `target` (same grid as `source`).
 
-    Giant = input block - output block (mod the input's blocks per ciphertext), baby = the tap's
-    spatial offset dy*W + dx, so one conv needs the tap keys and the one block key.
+    Giant = input channel - output channel (mod the input's channels per ciphertext, step: one channel),
+    baby = the tap's spatial offset dy*W + dx, so one conv needs the tap keys and the one channel key;
+    with several images per query each image's entries repeat at its own offset.
     """
     out_c, in_c, kh, kw = weight.shape
     if (source.height, source.width, source.block) != (target.height, target.width, target.block):
         raise CompileError("conv_entries expects the output on the input's grid")
+    images = _same_images(source, target)
     out_h = (source.height + 2 * padding - kh) // stride + 1
     out_w = (source.width + 2 * padding - kw) // stride + 1
     if stride * (out_h - 1) > source.height - 1 or stride * (out_w - 1) > source.width - 1:
         raise CompileError(f"padding {padding} with kernel {kh}x{kw} puts stride-{stride} outputs off the grid")
-    o, i, a, b, h, w = _grid(out_c, in_c, kh, kw, out_h, out_w)
+    m, o, i, a, b, h, w = _grid(images, out_c, in_c, kh, kw, out_h, out_w)
     row, col = h * stride, w * stride
     src_row, src_col = row + a - padding, col + b - padding
     keep = (src_row >= 0) & (src_row < source.height) & (src_col >= 0) & (src_col < source.width)
     keep &= weight[o, i, a, b] != 0
-    o, i, a, b, row, col, src_row, src_col = (v[keep] for v in (o, i, a, b, row, col, src_row, src_col))
-    out_ct, out_slot = target.position(o, row, col)
-    in_ct, in_slot = source.position(i, src_row, src_col)
+    m, o, i, a, b, row, col, src_row, src_col = (v[keep] for v in (m, o, i, a, b, row, col, src_row, src_col))
+    out_ct, out_slot = target.position(o, row, col, m)
+    in_ct, in_slot = source.position(i, src_row, src_col, m)
     giant = ((i % source.per_ct) - (o % target.per_ct)) % source.per_ct
     baby = (a - padding) * source.width + (b - padding)
     return Entries(out_ct, out_slot, in_ct, in_slot, giant, baby, weight[o, i, a, b])
@@ -59,9 +67,9 @@ def subsample_entries(source: Layout, stride: int, target: Layout) -> Entries:
     """Within each block: (c, s*h, s*w) -> (c, h, w). Giant step s*W - W' per output row, baby (s-1)*w."""
     if target.block != source.block or target.slots != source.slots:
         raise CompileError("subsample keeps blocks and slots")
-    c, h, w = _grid(source.channels, target.height, target.width)
-    out_ct, out_slot = target.position(c, h, w)
-    in_ct, in_slot = source.position(c, h * stride, w * stride)
+    m, c, h, w = _grid(_same_images(source, target), source.channels, target.height, target.width)
+    out_ct, out_slot = target.position(c, h, w, m)
+    in_ct, in_slot = source.position(c, h * stride, w * stride, m)
     return Entries(out_ct, out_slot, in_ct, in_slot, h, w * (stride - 1), np.ones(len(c)))
 
 
@@ -73,17 +81,19 @@ def channel_move_entries(source: Layout, target: Layout, channel_offset: int, sc
     """Moves channel c of `source` (block size b), times scale[c], to channel c + offset of `target`
     (block b'), same grid.
 
-    Giant = c's index within its input ciphertext (step b - b'); the baby absorbs the constant shift of
-    each (input ciphertext, output ciphertext) pair, so a few keys suffice.
+    Giant = the index of c's block (one per channel and image) within its input ciphertext (step b - b');
+    the baby absorbs the constant shift of each (input ciphertext, output ciphertext) pair, so a few keys
+    suffice.
     """
     if (source.height, source.width) != (target.height, target.width):
         raise CompileError("channel moves keep the spatial grid")
-    c, h, w = _grid(source.channels, source.height, source.width)
-    out_ct, out_slot = target.position(c + channel_offset, h, w)
-    in_ct, in_slot = source.position(c, h, w)
+    images = _same_images(source, target)
+    m, c, h, w = _grid(images, source.channels, source.height, source.width)
+    out_ct, out_slot = target.position(c + channel_offset, h, w, m)
+    in_ct, in_slot = source.position(c, h, w, m)
     slots = max(source.slots, target.slots)
     step = channel_step(source, target)
-    giant = c % source.per_ct if step else np.zeros_like(c)
+    giant = (c % source.per_ct) * images + m if step else np.zeros_like(c)
     baby = (in_slot - out_slot - giant * step) % slots
     return Entries(out_ct, out_slot, in_ct, in_slot, giant, baby, np.asarray(scale, dtype=np.float64)[c])
 
@@ -95,19 +105,30 @@ def channel_step(source: Layout, target: Layout) -> int:
 def pooled_linear_entries(source: Layout, weight: np.ndarray, target: Layout) -> Entries:
     """Linear layer on block sums (slot 0 of each channel block, left there by a RotateSum).
 
-    Output j goes to slot j of one ciphertext: giant = channel index in its ciphertext (step = block),
-    baby = -j.
+    Output j of image m goes where `head_layout` puts it, one ciphertext: block j // b of image m, slot
+    j % b inside it (b: the input's block). Giant = channel index in its ciphertext less j // b (step: one
+    channel), baby = -(j % b); a single image's outputs are then simply slots 0, 1, 2, ...
     """
     classes, channels = weight.shape
-    j, c = _grid(classes, channels)
+    m, j, c = _grid(_same_images(source, target), classes, channels)
     keep = weight[j, c] != 0
-    j, c = j[keep], c[keep]
-    in_ct, in_slot = source.position(c, np.zeros_like(c), np.zeros_like(c))
-    return Entries(np.zeros_like(j), j, in_ct, in_slot, c % source.per_ct, -j, weight[j, c])
+    m, j, c = m[keep], j[keep], c[keep]
+    in_ct, in_slot = source.position(c, np.zeros_like(c), np.zeros_like(c), m)
+    out_ct, out_slot = target.position(j, np.zeros_like(j), np.zeros_like(j), m)
+    giant = (c % source.per_ct - j // source.block) % source.per_ct
+    return Entries(out_ct, out_slot, in_ct, in_slot, giant, -(j % source.block), weight[j, c])
+
+
+def head_layout(source: Layout, classes: int) -> Layout:
+    """The logits of pooled_linear_entries: one ciphertext, groups of `block` outputs per image."""
+    if classes > source.per_ct * source.block:
+        raise CompileError(f"{classes} outputs do not fit the {source.per_ct} channel blocks of a ciphertext")
+    return Layout(classes, 1, 1, 1, source.slots, source.images, source.block)
 
 
 def bias_vectors(bias: np.ndarray, layout: Layout) -> np.ndarray:
     """(ciphertexts, slots) vectors holding a bias of shape (C,) or (C, H, W) at the layout's positions."""
     full = bias if bias.ndim == 3 else np.broadcast_to(bias[:, None, None], (layout.channels, layout.height,
                                                                                 layout.width))
-    return np.stack(layout.pack(np.asarray(full, dtype=np.float64)[None]))[:, 0]
+    query = np.broadcast_to(np.asarray(full, dtype=np.float64), (layout.images, *full.shape))
+    return np.stack(layout.pack(query))[:, 0]

@@ -39,8 +39,9 @@ def bootstrap_key_count(params: CkksParameters, slots: int) -> int:
     """Keys of one bootstrap slot count: the preset's measured count where it has one for `slots`
     (bench/bootstrap_precision.py counts them; dim1 changes it, see CkksParameters), otherwise a rough
     guess: baby-step giant-step rotations per transform level plus conjugation."""
-    if params.bootstrap_key_count and params.bootstrap_key_slots == slots:
-        return params.bootstrap_key_count
+    figures = params.bootstrap_figures(slots)
+    if figures is not None:
+        return figures.key_count
     log_slots = int(math.log2(slots))
     count = 1
     for budget in params.level_budget:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from resnet_fhe.errors import PlanError
@@ -13,12 +13,26 @@ SECURE_LEVELS = ("HEStd_128_classic", "HEStd_192_classic", "HEStd_256_classic")
 
 
 @dataclass(frozen=True)
+class BootstrapFigures:
+    """Bootstrapping at one slot count, measured with bench/bootstrap_precision.py: the error's standard
+    deviation as -log2 (the noise model's), the number of keys (the memory estimate's) and the rotation
+    steps (modulo N/2) among them (a linear layer's rotation that is one of them uses the bootstrap key
+    instead of its own, plan/residency.py)."""
+
+    precision_bits: float
+    key_count: int
+    rotations: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class CkksParameters:
     """Everything the compiler and the backends need to know about the scheme.
 
     `bootstrap_depth` is what OpenFHE's GetBootstrapDepth returns for `level_budget` and the secret
     distribution (a test keeps the two in step); the compiler plans with `levels_after_bootstrap`.
-    `bootstrap_precision_bits` feeds the simulator's noise model.
+    `bootstrap_measured` holds what bench/bootstrap_precision.py measured per slot count (the noise
+    model's error, the memory estimate's key count, the rotations the keys include);
+    `bootstrap_precision_bits` is the error assumed at a slot count not measured there.
     `bootstrap_dim1`: OpenFHE's dim1 for CoeffsToSlots and SlotsToCoeffs, the rotations each baby-step
     giant-step level hoists (0: OpenFHE's choice). Fewer hoisted rotations per level let more of the two
     transforms' rotation indices coincide, so bootstrapping needs fewer keys (16,384 slots, level budget
@@ -26,11 +40,7 @@ class CkksParameters:
     `bootstrap_correction_factor`: how far OpenFHE scales a message down before the modular reduction
     (0: OpenFHE's choice, 8 at N=2^16 and 16,384 slots). Each step less halves the error, down to the
     smallest it accepts, first_mod_bits - scale_bits (default-128: 6 gives 2^-12.1 against 2^-10.1, for
-    messages up to 8 in magnitude alike). `bootstrap_key_count` is the bootstrap key count measured at
-    `bootstrap_key_slots` slots (bench/bootstrap_precision.py), which the memory estimate uses (0:
-    estimate it); `bootstrap_rotations` the rotation steps (modulo `max_slots`) among those keys: a
-    linear layer's rotation that is one of them uses the bootstrap key instead of its own
-    (plan/residency.py).
+    messages up to 8 in magnitude alike).
     """
 
     name: str
@@ -46,9 +56,7 @@ class CkksParameters:
     bootstrap_precision_bits: float
     bootstrap_dim1: tuple[int, int] = (0, 0)
     bootstrap_correction_factor: int = 0
-    bootstrap_key_count: int = 0
-    bootstrap_key_slots: int = 0
-    bootstrap_rotations: tuple[int, ...] = ()
+    bootstrap_measured: dict[int, BootstrapFigures] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -74,9 +82,19 @@ class CkksParameters:
     def fresh_levels(self) -> int:
         return self.multiplicative_depth
 
+    def bootstrap_figures(self, slots: int) -> BootstrapFigures | None:
+        return self.bootstrap_measured.get(slots)
+
+    def bootstrap_precision_at(self, slots: int) -> float:
+        """The bootstrap error's std (-log2) at `slots`: measured, else the preset's assumption."""
+        figures = self.bootstrap_figures(slots)
+        return figures.precision_bits if figures is not None else self.bootstrap_precision_bits
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "level_budget": list(self.level_budget), "bootstrap_dim1": list(self.bootstrap_dim1),
-                "bootstrap_rotations": list(self.bootstrap_rotations)}
+        data = {**asdict(self), "level_budget": list(self.level_budget), "bootstrap_dim1": list(self.bootstrap_dim1)}
+        data["bootstrap_measured"] = {str(slots): {**asdict(f), "rotations": list(f.rotations)}
+                                      for slots, f in sorted(self.bootstrap_measured.items())}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> CkksParameters:
@@ -84,7 +102,9 @@ class CkksParameters:
         data = dict(data)
         data["level_budget"] = tuple(data["level_budget"])
         data["bootstrap_dim1"] = tuple(data.get("bootstrap_dim1", (0, 0)))
-        data["bootstrap_rotations"] = tuple(data.get("bootstrap_rotations", ()))
+        data["bootstrap_measured"] = {
+            int(slots): BootstrapFigures(f["precision_bits"], f["key_count"], tuple(f.get("rotations", ())))
+            for slots, f in data.get("bootstrap_measured", {}).items()}
         return cls(**data)
 
 

@@ -97,6 +97,11 @@ class Plan:
     input_levels: int = 0  # levels the client encrypts the input with (what the first ops need)
 
     @property
+    def images_per_query(self) -> int:
+        """Images that share one query's ciphertexts (plan/layout.py)."""
+        return self.registers[self.input].layout.images
+
+    @property
     def bootstraps(self) -> int:
         return sum(isinstance(op, Bootstrap) for op in self.ops)
 

@@ -47,9 +47,7 @@ class KeyResidency:
     @classmethod
     def for_params(cls, params: CkksParameters) -> KeyResidency:
         """The policy as the plan estimates it, with the preset's measured bootstrap rotations."""
-        covers = {}
-        if params.bootstrap_key_slots and params.bootstrap_rotations:
-            covers[params.bootstrap_key_slots] = frozenset(params.bootstrap_rotations)
+        covers = {slots: frozenset(f.rotations) for slots, f in params.bootstrap_measured.items()}
         return cls(bootstrap_covers=covers, ring_slots=params.max_slots)
 
     def covered(self, needed: set[int]) -> set[int]:

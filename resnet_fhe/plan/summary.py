@@ -13,16 +13,16 @@ from resnet_fhe.plan.timing import OpCosts, op_work
 GB = 1e9
 
 
-def layer_rows(plan: Plan, images: int = 1, costs: OpCosts | None = None) -> list[dict]:
+def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> list[dict]:
     """One row per layer, in execution order, with op counts, the phase's estimated peak memory and,
     given a machine's fitted op costs (plan.timing), its predicted seconds for the batch (else None).
 
     The estimate counts what the server holds while the op runs: the keys KeyResidency keeps (the
     bootstrap keys, the few rotation keys held beside them, and the relinearisation key),
     the live registers and the op's working set, its constants included (the server reads them per
-    op). `images` is the batch the server evaluates op by op: every image keeps its own live registers,
-    keys are shared, and a linear transform works on a group of images at once
-    (plan.cost.linear_group_size)."""
+    op). `queries` is the batch the server evaluates op by op (each query holds plan.images_per_query
+    images in the same ciphertexts): every query keeps its own live registers, keys are shared, and a
+    linear transform works on a group of queries at once (plan.cost.linear_group_size)."""
     params = plan.params
     last_use = last_readers(plan.ops)
     residency = KeyResidency.for_params(params)
@@ -38,7 +38,7 @@ def layer_rows(plan: Plan, images: int = 1, costs: OpCosts | None = None) -> lis
         row["ops"].append(op.kind)
         row["level_out"] = op.level_out
         if costs is not None:
-            row["seconds"] += images * costs.seconds(op_work(op, params))
+            row["seconds"] += queries * costs.seconds(op_work(op, params))
         keys = op.rotation_keys()
         row["rotation_keys"] |= keys
         row["max_keys_per_op"] = max(row["max_keys_per_op"], len(keys))
@@ -55,10 +55,10 @@ def layer_rows(plan: Plan, images: int = 1, costs: OpCosts | None = None) -> lis
             row["bootstraps"] += op.ciphertexts
             row["bootstrap_slots"].add(op.slots)
         live[op.output] = plan.registers[op.output].layout.ciphertexts
-        held = images * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
+        held = queries * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
         working = 0
         if isinstance(op, LinearTransform):
-            group = linear_group_size(params, op, images)
+            group = linear_group_size(params, op, queries)
             working = group * (baby_step_bytes(params, op) + 2 * op.outputs * ciphertext_bytes(params, op.level_in))
             working += op.terms * op.slots * 8  # its diagonals, read from the plan's .npz for this op
         residency.admit(op)
@@ -93,6 +93,7 @@ def render_summary(plan: Plan) -> str:
         f"{list(params.level_budget)}, {params.secret_key_dist}, {params.security}",
         f"- levels: {params.fresh_levels} on a fresh ciphertext, {params.levels_after_bootstrap} after "
         f"bootstrapping (bootstrap depth {params.bootstrap_depth})",
+        f"- images per query: {plan.images_per_query} (figures below are per query)",
         f"- **bootstraps: {plan.bootstraps}** (ciphertext bootstraps: "
         f"{sum(r['bootstraps'] for r in rows)}), rotations: {sum(r['rotations'] for r in rows)}, "
         f"plaintext products: {sum(r['plaintext_products'] for r in rows)}",

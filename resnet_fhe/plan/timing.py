@@ -87,12 +87,12 @@ def layer_work(ops: list[Op], params: CkksParameters) -> dict[str, dict[str, flo
     return layers
 
 
-def fit_costs(ops: list[Op], params: CkksParameters, profile: list[dict], images: int, machine: str) -> OpCosts:
-    """Least-squares costs (non-negative) from a measured per-layer profile of `images` images. Key
+def fit_costs(ops: list[Op], params: CkksParameters, profile: list[dict], queries: int, machine: str) -> OpCosts:
+    """Least-squares costs (non-negative) from a measured per-layer profile of a batch of `queries`. Key
     loading is left out: it is I/O, reported on its own."""
     work = layer_work(ops, params)
     rows = [p for p in profile if p["layer"] in work]
-    matrix = np.array([[work[p["layer"]][name] * images for name in WORK] for p in rows])
+    matrix = np.array([[work[p["layer"]][name] * queries for name in WORK] for p in rows])
     seconds = np.array([p["seconds"] - p.get("key_load_seconds", 0.0) for p in rows])
     active = [i for i in range(len(WORK)) if matrix[:, i].any()]
     while True:  # drop a column whose cost comes out negative and fit again: a tiny non-negative LS

@@ -1,5 +1,7 @@
 """Ciphertext files: a folder with one OpenFHE binary per ciphertext and a header that ties them to a
-plan and a register, so a server never evaluates a ciphertext made for another model or key store."""
+plan and a register, so a server never evaluates a ciphertext made for another model or key store. The
+header also says how many images the query holds (a plan may pack several; a short query is padded), so
+the client keeps only those when it decrypts the answer."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from resnet_fhe.runtime.keystore import KeyStoreError
 HEADER = "header.json"
 
 
-def write_ciphertexts(folder: Path, cts: list, register: str, store_id: str) -> None:
+def write_ciphertexts(folder: Path, cts: list, register: str, store_id: str, images: int = 1) -> None:
     import openfhe
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -22,7 +24,16 @@ def write_ciphertexts(folder: Path, cts: list, register: str, store_id: str) -> 
         if not openfhe.SerializeToFile(str(path), ct, openfhe.BINARY):
             raise KeyStoreError(f"could not write ciphertext {path}")
         files[path.name] = sha256_file(path)
-    (folder / HEADER).write_text(json.dumps({"register": register, "store_id": store_id, "files": files}, indent=1))
+    header = {"register": register, "store_id": store_id, "images": images, "files": files}
+    (folder / HEADER).write_text(json.dumps(header, indent=1))
+
+
+def query_images(folder: Path) -> int:
+    """How many images a ciphertext folder's query holds (its header says; 1 for older folders)."""
+    try:
+        return int(json.loads((Path(folder) / HEADER).read_text()).get("images", 1))
+    except (OSError, ValueError) as exc:
+        raise KeyStoreError(f"{folder} is not a ciphertext folder ({exc})") from exc
 
 
 def read_ciphertexts(folder: Path, register: str, store_id: str) -> list:

@@ -18,7 +18,7 @@ from resnet_fhe.backends.openfhe_backend import (
 )
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
-from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
+from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified, write_manifest
 
@@ -97,18 +97,25 @@ class Client:
              f"{time.perf_counter() - started:.1f} s")
         return cls(server_dir, client_dir)
 
-    def encrypt(self, image: np.ndarray, folder: Path) -> None:
-        """Raw pixels (C, H, W) uint8, or floats already in [0, 1], into a ciphertext folder."""
+    def encrypt(self, images: np.ndarray, folder: Path) -> None:
+        """One query into a ciphertext folder: an image (C, H, W) or up to plan.images_per_query images
+        (n, C, H, W), raw pixels uint8 or floats already in [0, 1]."""
         layout = self.plan.registers[self.plan.input].layout
         expected = (layout.channels, layout.height, layout.width)
-        if image.shape != expected:
-            raise InputError(f"the model takes an image of shape {expected}, got {image.shape}")
-        pixels = image / 255.0 if image.dtype == np.uint8 else np.asarray(image, dtype=np.float64)
+        images = np.asarray(images)
+        query = images[None] if images.ndim == 3 else images
+        if query.ndim != 4 or query.shape[1:] != expected:
+            raise InputError(f"the model takes images of shape {expected}, got {images.shape}")
+        if not 1 <= len(query) <= self.plan.images_per_query:
+            raise InputError(f"one query holds 1 to {self.plan.images_per_query} images (the plan's packing), "
+                             f"got {len(query)}")
+        pixels = query / 255.0 if query.dtype == np.uint8 else query
         if not np.issubdtype(pixels.dtype, np.floating) or pixels.min() < 0 or pixels.max() > 1:
             raise InputError("pixels must be uint8, or floats in [0, 1]")
         cts = self.backend.encrypt(pixels, self.public_key)
-        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"])
+        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"], len(query))
 
     def decrypt(self, folder: Path) -> np.ndarray:
+        """A query's answer -> (images in the query, outputs), the padding of a short query dropped."""
         cts = read_ciphertexts(Path(folder), self.plan.output, self.manifest["store_id"])
-        return self.backend.decrypt(cts, self.secret_key)
+        return self.backend.decrypt(cts, self.secret_key)[: query_images(Path(folder))]

@@ -6,7 +6,8 @@ own process, so each one's peak memory is its own (the server's is what the memo
 and the server sees only the key store's server part. Key stores are cached: by default under
 `$RESNET_FHE_CACHE` (else `~/.cache/resnet-fhe`) in a folder named by the plan's digest, so a second run
 of the same plan skips keygen and a changed plan or preset gets a new store (the stale one of the same
-model and preset is removed: each is tens of gigabytes).
+model, preset and packing is removed: each is gigabytes; a packed plan's store sits beside the
+single-image one, as a server may serve both).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,8 +46,13 @@ def plan_digest(plan: Plan) -> str:
     return hashlib.sha256(json.dumps({k: data[k] for k in EXECUTABLE_FIELDS}, sort_keys=True).encode()).hexdigest()
 
 
+def _store_prefix(plan: Plan) -> str:
+    packing = f"-b{plan.images_per_query}" if plan.images_per_query > 1 else ""
+    return f"{plan.model}-{plan.params.name}{packing}"
+
+
 def default_store(plan: Plan) -> Path:
-    return cache_dir() / "stores" / f"{plan.model}-{plan.params.name}-{plan_digest(plan)[:12]}"
+    return cache_dir() / "stores" / f"{_store_prefix(plan)}-{plan_digest(plan)[:12]}"
 
 
 @dataclass
@@ -133,8 +140,9 @@ class LocalDeployment:
             figures = json.loads(record.read_text()) if record.is_file() else {}
             return {"seconds": figures.get("seconds"), "peak_rss_gb": figures.get("peak_rss_gb"), "reused": True}
         if self.cached:
-            for stale in self.store.parent.glob(f"{self.plan.model}-{self.plan.params.name}-*"):
-                if stale != self.store:
+            prefix = _store_prefix(self.plan)
+            for stale in self.store.parent.glob(f"{prefix}-*"):
+                if stale != self.store and re.fullmatch(re.escape(prefix) + r"-[0-9a-f]{12}", stale.name):
                     _log(f"removing the key store {stale}: it was made for another plan")
                     shutil.rmtree(stale)
         if self.store.exists():
@@ -153,19 +161,21 @@ class LocalDeployment:
         return {**figures, "reused": False}
 
     def classify(self, images: np.ndarray, checkpoint: bool = True) -> EncryptedRun:
-        """Encrypts `images` (N, C, H, W) uint8, has the server evaluate them as one batch in its own
-        process, and decrypts. With `checkpoint`, a stopped run resumes when called again with the same
-        images on the same store."""
+        """Encrypts `images` (N, C, H, W) uint8 as queries of plan.images_per_query images (the last one
+        padded), has the server evaluate all queries as one batch in its own process, and decrypts. With
+        `checkpoint`, a stopped run resumes when called again with the same images on the same store."""
         keygen = self.prepare_keys()
         client = Client(self.server_dir, self.store / "client")
+        per_query = self.plan.images_per_query
         folders = []
-        for image in images:
-            name = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
+        for start in range(0, len(images), per_query):
+            query_images = np.ascontiguousarray(images[start:start + per_query])
+            name = hashlib.sha256(query_images.tobytes()).hexdigest()[:16]
             query, answer = self.store / "queries" / name, self.store / "answers" / name
-            if query.is_dir():  # the same image on the same keys: reusing it lets a checkpoint resume
-                _log(f"reusing the encrypted image in {query}")
+            if query.is_dir():  # the same images on the same keys: reusing them lets a checkpoint resume
+                _log(f"reusing the encrypted query in {query}")
             else:
-                client.encrypt(image, query)
+                client.encrypt(query_images, query)
             shutil.rmtree(answer, ignore_errors=True)
             folders.append((query, answer))
         profile = self.store / "infer.json"
@@ -180,10 +190,10 @@ class LocalDeployment:
         if child.returncode != 0 or not profile.is_file():
             raise ServerError(f"the server stopped (exit {child.returncode}; its message is above); no logits")
         served = json.loads(profile.read_text())
-        logits = np.stack([client.decrypt(answer) for _, answer in folders])
+        logits = np.concatenate([client.decrypt(answer) for _, answer in folders])
         costs = None
         if not served["resumed_from_op"]:  # a resumed run's early layers were timed by another process
-            costs = fit_costs(self.plan.ops, self.plan.params, served["layers"], len(images),
+            costs = fit_costs(self.plan.ops, self.plan.params, served["layers"], len(folders),
                               machine_name(self.threads))
             costs.save(self.cost_table())
         return EncryptedRun(logits, served["seconds"], child.seconds, max(served["peak_rss_gb"], child.peak_rss_gb),

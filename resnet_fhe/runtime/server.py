@@ -2,7 +2,8 @@
 
 Keys are loaded per phase, verified against the manifest, and dropped at every change of bootstrap slot
 count (see plan.residency), so the resident set is one stage's keys, never the whole key store. Several
-images are evaluated as one batch, op by op, so each phase's keys are loaded once per batch.
+queries (each of the plan's images per query) are evaluated as one batch, op by op, so each phase's keys
+are loaded once per batch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, setup_bootstrap
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
-from resnet_fhe.runtime.ciphertexts import read_ciphertexts, write_ciphertexts
+from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified
 
@@ -159,8 +160,9 @@ class Server:
             results = self.backend.run_batch(batch, guard=guard, keys=keys, resume=resume, after_op=after_op)
         finally:
             keys.drop()
-        for (_, target), result in zip(folders, results, strict=True):
-            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"])
+        for (source, target), result in zip(folders, results, strict=True):
+            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"],
+                              query_images(Path(source)))
         if saver is not None:
             saver.clear()
         return before
