@@ -10,7 +10,13 @@ the memory estimate and the key residency use) and reports the resident memory a
 OpenFHE's precomputed transforms, and at the peak.
 
 `--dim1`, `--level-budget` and `--correction-factor` override the preset's, to compare settings
-before changing a preset:
+before changing a preset.
+
+`--complex-pair` measures the complex-slot pairing that packed plans could use: two real vectors a and b
+(uniform in [-1/sqrt 2, 1/sqrt 2], so |a + ib| <= 1) bootstrapped as one ciphertext z = a + ib, then
+split as a plan would, without spending a level: w + conj(w) = 2a and w - conj(w) = 2ib (one conjugation
+key switch). The error reported is that of a and b, comparable with the real mode's; the seconds are per
+pair, i.e. per two real ciphertexts.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bootstrap_precision.py --preset default-128 --slots 16384 --dim1 8,4
 """
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim1", type=_pair, default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps")
     parser.add_argument("--level-budget", type=_pair, default=None, help="CoeffsToSlots,SlotsToCoeffs levels")
     parser.add_argument("--correction-factor", type=int, default=None, help="0: OpenFHE's choice")
+    parser.add_argument("--complex-pair", action="store_true",
+                        help="bootstrap two real vectors as one complex ciphertext a + ib, then split them")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with RssSampler() as sampler:
         started = time.perf_counter()
-        context = build_context(params)
+        context = build_context(params, complex_slots=args.complex_pair)
         keys = context.KeyGen()
         context.EvalMultKeyGen(keys.secretKey)
         setup_bootstrap(context, params, args.slots, precompute=False)  # as the client makes the keys
@@ -85,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         indices = set(context.GetExistingEvalAutomorphismKeyIndices(keys.secretKey.GetKeyTag()))
         key_count = len(indices)
         rotations = [r for r in range(1, params.max_slots) if context.FindAutomorphismIndex(r) in indices]
+        conjugation = context.GetCyclotomicOrder() - 1
+        if args.complex_pair and conjugation not in indices:  # full packing's bootstrap keys include it
+            context.EvalAutomorphismKeyGen(keys.secretKey, [conjugation])  # not counted among them
         release_freed_memory()
         rss_keys = sampler.current()
         print(f"{params.name}: {key_count} bootstrap keys for {args.slots} slots in {keygen_seconds:.0f} s",
@@ -97,17 +108,34 @@ def main(argv: list[str] | None = None) -> int:
         # A plan bootstraps a register that has spent all but the one level kept for bootstrapping.
         level = params.multiplicative_depth - 1
         rng = np.random.default_rng(0)
-        errors, seconds = [], []
+        errors, seconds, split_seconds = [], [], []
+
+        def decrypt(ciphertext) -> np.ndarray:
+            result = context.Decrypt(ciphertext, keys.secretKey)
+            result.SetLength(args.slots)
+            return np.array(result.GetCKKSPackedValue() if args.complex_pair else result.GetRealPackedValue())
+
         for _ in range(args.repeats):
-            values = rng.uniform(-1, 1, args.slots)
-            plaintext = context.MakeCKKSPackedPlaintext(values.tolist(), 1, level, None, args.slots)
+            if args.complex_pair:
+                real, imaginary = rng.uniform(-1, 1, (2, args.slots)) / math.sqrt(2)
+                values = real + 1j * imaginary
+            else:
+                values = rng.uniform(-1, 1, args.slots)
+            plaintext = context.MakeCKKSPackedPlaintext(values, 1, level, None, args.slots)
             ciphertext = context.Encrypt(keys.publicKey, plaintext)
             started = time.perf_counter()
             refreshed = context.EvalBootstrap(ciphertext)
             seconds.append(time.perf_counter() - started)
-            result = context.Decrypt(refreshed, keys.secretKey)
-            result.SetLength(args.slots)
-            errors.append(np.array(result.GetRealPackedValue()) - values)
+            if args.complex_pair:
+                keymap = context.GetEvalAutomorphismKeyMap(keys.secretKey.GetKeyTag())
+                started = time.perf_counter()
+                conjugate = context.EvalAutomorphism(refreshed, conjugation, keymap)
+                twice_real = context.EvalAdd(refreshed, conjugate)
+                twice_imaginary = context.EvalSub(refreshed, conjugate)  # 2ib
+                split_seconds.append(time.perf_counter() - started)
+                errors += [decrypt(twice_real).real / 2 - real, decrypt(twice_imaginary).imag / 2 - imaginary]
+            else:
+                errors.append(decrypt(refreshed) - values)
             print(f"  bootstrap {seconds[-1]:.1f} s", file=sys.stderr)
     error = np.concatenate(errors)
     report = {"preset": params.name, "slots": args.slots, "level_budget": list(params.level_budget),
@@ -116,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
               "bootstrap_keys": key_count, "bootstrap_rotations": rotations,
               "keygen_seconds": round(keygen_seconds, 1), "precompute_seconds": round(precompute_seconds, 1),
               "bootstrap_seconds": [round(s, 1) for s in seconds],
+              **({"complex_pair": True, "split_seconds": [round(s, 2) for s in split_seconds]}
+                 if args.complex_pair else {}),
               "error_std_bits": round(-math.log2(float(np.std(error))), 2),
               "error_max_bits": round(-math.log2(float(np.max(np.abs(error)))), 2),
               "rss_keys_gb": round(rss_keys / 1e9, 2), "rss_precomputed_gb": round(rss_precomputed / 1e9, 2),

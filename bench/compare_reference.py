@@ -57,6 +57,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="take the reference's figures from an earlier JSON of this script (same machine)")
     parser.add_argument("--packed-images", type=int, default=0, metavar="N",
                         help="also classify N images packed into queries, as one batch (amortized seconds)")
+    parser.add_argument("--budget-gb", type=float, default=15.0,
+                        help="memory budget the packing is chosen under (default 15 GB)")
     parser.add_argument("--json", type=Path, default=Path("results/compare-reference.json"))
     args = parser.parse_args(argv)
     if args.images < 1 or args.start < 0 or args.packed_images < 0:
@@ -117,15 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         data = data.take(args.images, args.start)
         options = CompileOptions() if args.relu_form is None else CompileOptions(relu_form=args.relu_form)
         plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
-        if plan.images_per_query != 1:
-            raise ResnetFheError("the single-image comparison needs a plan of one image per query")
         if plan.params.insecure:
             raise ResnetFheError(f"preset {plan.params.name} is insecure: the comparison is at 128 bits")
         deployment = LocalDeployment(plan, threads=args.threads)
+        # Chosen (and compiled) now: a failure here must not come after hours of runs.
+        packed_choice = choose_packing(args, len(packed_data), options) if packed_data is not None else None
         if args.fresh_keys:
             import shutil
 
-            shutil.rmtree(deployment.store, ignore_errors=True)
+            stores = [deployment.store]
+            if packed_choice is not None:
+                stores.append(LocalDeployment(packed_choice.plan, threads=args.threads).store)
+            for store in stores:
+                shutil.rmtree(store, ignore_errors=True)
             (reference_dir() / "LowMemoryFHEResNet20" / f"keys_exp{args.set}" / "done").unlink(missing_ok=True)
         keygen = deployment.prepare_keys()
     except ResnetFheError as exc:
@@ -189,36 +195,44 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
     }
-    if packed_data is not None:
-        result["packed"], result["packed_ratios"] = packed_run(args, packed_data, options, resnet, reference)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.json}")
+    if packed_choice is not None:  # written again with the packed figures once they exist
+        result["packed"], result["packed_ratios"] = packed_run(args, packed_data, packed_choice, resnet, reference)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        log(f"wrote {args.json} with the packed run")
     print(markdown_table(result))
     return 0
 
 
-def packed_run(args: argparse.Namespace, data, options, single: dict, reference: dict) -> tuple[dict, dict]:
-    """resnet-fhe on `data` packed into queries, as one batch: its figures and their ratios to the
-    single-image run and to the reference's circuit seconds per image."""
+def choose_packing(args: argparse.Namespace, images: int, options):
+    """The planner's packing for `images` under --budget-gb (compiler/packing.py), its plan compiled."""
     import dataclasses
-
-    import numpy as np
 
     from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
     from resnet_fhe.compiler.packing import plan_for_batch
     from resnet_fhe.compiler.plan_cache import compile_model_cached
-    from resnet_fhe.ir import run_graph
     from resnet_fhe.models import load_model
     from resnet_fhe.plan.params import load_preset
-    from resnet_fhe.runtime.local import LocalDeployment
 
     def compile_with(images_per_query: int):
         packed_options = dataclasses.replace(options, images_per_query=images_per_query)
         return compile_model_cached("resnet20", args.preset, packed_options, DEFAULT_CALIBRATION_IMAGES,
                                     args.data_dir)
 
-    choice = plan_for_batch(load_model("resnet20"), load_preset(args.preset), len(data), 15.0, compile_with)
+    return plan_for_batch(load_model("resnet20"), load_preset(args.preset), images, args.budget_gb, compile_with)
+
+
+def packed_run(args: argparse.Namespace, data, choice, single: dict, reference: dict) -> tuple[dict, dict]:
+    """resnet-fhe on `data` packed into queries as `choice` says, as one batch: its figures and their
+    ratios to the single-image run and to the reference's circuit seconds per image."""
+    import numpy as np
+
+    from resnet_fhe.ir import run_graph
+    from resnet_fhe.models import load_model
+    from resnet_fhe.runtime.local import LocalDeployment
+
     log(f"resnet-fhe on test images {args.start}-{args.start + len(data) - 1}, packed: {choice.reason} ...")
     run = LocalDeployment(choice.plan, threads=args.threads).classify(data.images, checkpoint=False)
     plain = run_graph(load_model("resnet20"), data.images / 255.0)

@@ -31,13 +31,14 @@ def log(message: str) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     from resnet_fhe.compiler.compile import CompileOptions  # numpy only: OpenMP settings come later
+    from resnet_fhe.compiler.packing import images_per_query_arg
     from resnet_fhe.compiler.polynomial import RELU_FORMS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet20", help="name in weights/ or a weights .npz path")
     parser.add_argument("--preset", default="default-128")
     parser.add_argument("--images", type=int, default=1, help="test images, evaluated as one batch")
-    parser.add_argument("--images-per-query", type=int, default=None,
+    parser.add_argument("--images-per-query", type=images_per_query_arg, default=None,
                         help="images packed into the same ciphertexts (a power of two; default: picked from "
                              "--images and --budget-gb, 1 with --simulate)")
     parser.add_argument("--start", type=int, default=0, help="index of the first test image")
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from resnet_fhe.compiler import CompileOptions
     from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
-    from resnet_fhe.compiler.packing import plan_for_batch
+    from resnet_fhe.compiler.packing import check_packing, plan_for_batch
     from resnet_fhe.compiler.plan_cache import compile_model_cached
     from resnet_fhe.data import CIFAR10_CLASSES
     from resnet_fhe.ir import run_graph
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         return compile_model_cached(args.model, args.preset, options, calibration_images, args.data_dir)
 
     if args.simulate:
+        check_packing(load_model(args.model), load_preset(args.preset), args.images_per_query or 1)
         plan = compile_with(args.images_per_query or 1)
         packing = {"images_per_query": plan.images_per_query, "reason": "simulated"}
     else:

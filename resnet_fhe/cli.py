@@ -13,6 +13,7 @@ import numpy as np
 
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
 from resnet_fhe.compiler.compile import CompileOptions
+from resnet_fhe.compiler.packing import images_per_query_arg
 from resnet_fhe.compiler.polynomial import RELU_FORMS
 from resnet_fhe.errors import InputError, ResnetFheError
 
@@ -53,13 +54,22 @@ def compile_plan(args: argparse.Namespace, cached: bool = False, images_per_quer
     with `cached`, taken from the plan cache when nothing it depends on changed. Images per query:
     `images_per_query`, else --images-per-query, else 1."""
     from resnet_fhe.compiler import compile_model
+    from resnet_fhe.compiler.packing import check_packing
     from resnet_fhe.compiler.plan_cache import compile_model_cached
+    from resnet_fhe.models import load_model
+    from resnet_fhe.plan.params import load_preset
     from resnet_fhe.plan.plan import Plan
 
+    asked = images_per_query or getattr(args, "images_per_query", None)
     if getattr(args, "plan", None):
-        return Plan.load(args.plan)
+        plan = Plan.load(args.plan)
+        if asked is not None and asked != plan.images_per_query:
+            raise InputError(f"{args.plan} packs {plan.images_per_query} image(s) per query, not {asked}: "
+                             "drop --images-per-query or compile a plan for it")
+        return plan
     started = time.perf_counter()
-    packing = images_per_query or getattr(args, "images_per_query", None) or 1
+    packing = asked or 1
+    check_packing(load_model(args.model), load_preset(args.preset), packing)
     options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form,
                              images_per_query=packing)
     compile_fn = compile_model_cached if cached else compile_model
@@ -75,6 +85,7 @@ def batch_plan(args: argparse.Namespace, images: int, result: dict[str, Any]):
     from resnet_fhe.compiler.packing import plan_for_batch
     from resnet_fhe.models import load_model
     from resnet_fhe.plan.params import load_preset
+    from resnet_fhe.profiling import check_estimate
 
     if getattr(args, "plan", None):
         plan = compile_plan(args)
@@ -83,6 +94,8 @@ def batch_plan(args: argparse.Namespace, images: int, result: dict[str, Any]):
     choice = plan_for_batch(load_model(args.model), load_preset(args.preset), images, args.budget_gb,
                             lambda b: compile_plan(args, cached=True, images_per_query=b), args.images_per_query)
     _log(f"packing: {choice.reason}; estimated peak {choice.estimated_peak_gb:.1f} GB")
+    check_estimate(choice.estimated_peak_gb, args.budget_gb,  # before keygen, which takes minutes
+                   f"{args.model} at {choice.images_per_query} image(s) per query")
     result["packing"] = {"images_per_query": choice.images_per_query, "queries": choice.queries,
                          "estimated_peak_gb": round(choice.estimated_peak_gb, 2), "reason": choice.reason}
     return choice.plan
@@ -92,8 +105,7 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.plan.summary import render_summary
 
     plan = compile_plan(args)
-    packing = f"-b{plan.images_per_query}" if plan.images_per_query > 1 else ""
-    output = args.output or Path("circuits") / f"{args.model}-{args.preset}{packing}.json"
+    output = args.output or Path("circuits") / f"{args.model}-{args.preset}{plan.packing_suffix}.json"
     json_path, constants_path = plan.save(output)
     summary_path = json_path.with_suffix(".md")
     summary_path.write_text(render_summary(plan))
@@ -108,6 +120,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.mode == "encrypted" and args.images is None:
         raise InputError("encrypted evaluation takes minutes per image at 128 bits: say how many with --images N")
+    if args.bootstrap_error_bits is not None and (args.mode != "simulate" or not args.noise
+                                                  or not 0 < args.bootstrap_error_bits < 60):
+        raise InputError("--bootstrap-error-bits takes a number of bits between 0 and 60 and goes with "
+                         "--mode simulate --noise")
 
     data = _dataset(args)
     graph = load_model(args.model)
@@ -120,7 +136,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     logits = plain
     if args.mode == "simulate":
-        logits = simulate_logits(compile_plan(args, cached=True), data.images, args.noise, result)
+        logits = simulate_logits(compile_plan(args, cached=True), data.images, args.noise, result,
+                                 bootstrap_error_bits=args.bootstrap_error_bits)
     elif args.mode == "encrypted":
         logits = encrypted_logits(batch_plan(args, len(data), result), data.images, args, result)
     correct = int((logits.argmax(axis=1) == data.labels).sum())
@@ -137,10 +154,17 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any], chunk: int = 256) -> np.ndarray:
+def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any], chunk: int = 256,
+                    bootstrap_error_bits: float | None = None) -> np.ndarray:
+    """The plan's logits in the simulator; with `noise`, CKKS error as the preset measured it, or a bootstrap
+    error of std 2^-bootstrap_error_bits: what a setting not yet built would do to accuracy."""
+    import dataclasses
+
     from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend
 
     model = NoiseModel.from_params(plan) if noise else None
+    if model is not None and bootstrap_error_bits is not None:
+        model = dataclasses.replace(model, bootstrap_sigma=2.0 ** -bootstrap_error_bits)
     backend = SimulatorBackend(plan, noise=model, dtype=np.float32, tabulate=True)
     parts = []
     for start in range(0, len(images), chunk):
@@ -266,14 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "about half the encrypted evaluation time)")
         command.add_argument("--data-dir", type=Path, default=None,
                              help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
-        command.add_argument("--images-per-query", type=int, default=None,
+        command.add_argument("--images-per-query", type=images_per_query_arg, default=None,
                              help="images packed into the same ciphertexts, a power of two (default 1; "
                                   "evaluate --mode encrypted picks it from --images and --budget-gb)")
 
     compile_cmd = commands.add_parser("compile", help="compile a model into a CKKS plan")
     plan_options(compile_cmd)
     compile_cmd.add_argument("-o", "--output", type=Path, default=None,
-                             help="plan JSON path (default circuits/<model>-<preset>.json; .npz and .md beside)")
+                             help="plan JSON path (default circuits/<model>-<preset>.json, -bB before .json for "
+                                  "B > 1 images per query; .npz and .md beside)")
     compile_cmd.add_argument("--json", type=Path, default=None, help="also write the result here")
     compile_cmd.set_defaults(handler=cmd_compile)
 
@@ -321,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "real CKKS (keygen once per plan into a cached key store, server in its own process)")
     evaluate.add_argument("--plan", type=Path, default=None, help="a saved plan JSON (instead of compiling)")
     evaluate.add_argument("--noise", action="store_true", help="simulate CKKS error (bootstrap precision)")
+    evaluate.add_argument("--bootstrap-error-bits", type=float, default=None, metavar="BITS",
+                          help="with --noise: a bootstrap error of std 2^-BITS instead of the preset's measured "
+                               "one (what-if for settings not yet measured)")
     evaluate.add_argument("--images", type=int, default=None, help="number of images (default: all)")
     evaluate.add_argument("--start", type=int, default=0, help="index of the first image")
     evaluate.add_argument("--split", choices=["test", "train"], default="test")

@@ -31,3 +31,8 @@ def test_evaluate_simulate_and_compile(tmp_path, capsys, cifar_dir):
     assert result["mode"] == "simulate" and result["bootstraps"] <= 21 and result["noise"]
     assert 0.0 <= result["agreement_with_plain"] <= 1.0 and result["max_abs_logit_error"] > 0
     assert "agreement" in capsys.readouterr().out
+    assert main(["evaluate", "--mode", "simulate", "--plan", str(tmp_path / "plan.json"), "--sample",
+                 "--images", "4", "--noise", "--bootstrap-error-bits", "4", "--json", str(out), *args]) == 0
+    assert json.loads(out.read_text())["noise_model"]["bootstrap_sigma"] == 2.0 ** -4
+    assert main(["evaluate", "--mode", "simulate", "--sample", "--images", "4", "--bootstrap-error-bits", "4",
+                 *args]) == 2  # without --noise it would mean nothing

@@ -12,7 +12,7 @@ from resnet_fhe.errors import CalibrationError, CompileError, PlanError
 from resnet_fhe.ir import fold_batchnorm, run_graph
 from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
 from resnet_fhe.plan.ops import MAX_DEGREE_AT_DEPTH, Bootstrap, LinearTransform, Polynomial
-from resnet_fhe.plan.plan import Plan, executes_alike
+from resnet_fhe.plan.plan import PLAN_VERSION, Plan, executes_alike
 from tests.helpers import compile_for_test, random_images, small_cnn, toy_params
 
 
@@ -127,6 +127,8 @@ def test_a_stored_plan_executes_alike_only_with_the_same_circuit():
     assert executes_alike(plan, stored)
     relu["coefficients"][2] *= 1.001
     assert not executes_alike(plan, stored)
+    older = json.loads(json.dumps(plan.to_dict())) | {"version": PLAN_VERSION - 1}
+    assert not executes_alike(plan, older)  # its key store's server could not load it
 
 
 def test_compile_is_deterministic():

@@ -41,10 +41,15 @@ def _openfhe():
     return openfhe
 
 
-def build_context(params: CkksParameters):
-    """A CKKS context for the preset; OpenFHE itself checks the HE-standard security level."""
+def build_context(params: CkksParameters, complex_slots: bool = False):
+    """A CKKS context for the preset; OpenFHE itself checks the HE-standard security level.
+
+    `complex_slots` sets OpenFHE's COMPLEX data type: under the default (REAL) decryption drops the
+    slots' imaginary parts, which a complex-paired bootstrap (two real ciphertexts as a + ib) carries."""
     fhe = _openfhe()
     settings = fhe.CCParamsCKKSRNS()
+    if complex_slots:
+        settings.SetCKKSDataType(fhe.COMPLEX)
     settings.SetMultiplicativeDepth(params.multiplicative_depth)
     settings.SetScalingModSize(params.scale_bits)
     settings.SetFirstModSize(params.first_mod_bits)
@@ -76,10 +81,6 @@ def setup_bootstrap(context, params: CkksParameters, slots: int, precompute: boo
                                params.bootstrap_correction_factor, precompute)
 
 
-def bootstrap_slot_counts(plan: Plan) -> list[int]:
-    return sorted({op.slots for op in plan.ops if isinstance(op, Bootstrap)})
-
-
 @dataclass
 class KeySet:
     """All keys in one process: what a test or a local benchmark uses."""
@@ -92,14 +93,14 @@ class KeySet:
 def context_for_plan(plan: Plan):
     """The preset's context with bootstrapping precomputed for every slot count the plan bootstraps at."""
     context = build_context(plan.params)
-    for slots in bootstrap_slot_counts(plan):
+    for slots in plan.bootstrap_slot_counts():
         setup_bootstrap(context, plan.params, slots)
     return context
 
 
 def generate_keys(plan: Plan) -> KeySet:
     context = context_for_plan(plan)
-    slot_counts = bootstrap_slot_counts(plan)
+    slot_counts = plan.bootstrap_slot_counts()
     pair = context.KeyGen()
     context.EvalMultKeyGen(pair.secretKey)
     context.EvalRotateKeyGen(pair.secretKey, plan_rotation_keys(plan))
@@ -170,11 +171,11 @@ class OpenFHEBackend:
         op across the batch.
 
         Op-major order is what makes a batch cheaper than separate runs: each phase's keys (gigabytes for
-        bootstrapping, tens of seconds to load) are loaded once per batch, not once per image. Registers
-        are dropped after their last reader, so a batch holds only the live tensors of each image.
+        bootstrapping, tens of seconds to load) are loaded once per batch, not once per query. Registers
+        are dropped after their last reader, so a batch holds only the live tensors of each query.
         `guard` (a profiling.MemoryGuard) is told before and after every op and how long its keys took;
         `keys` (the server's PhaseKeys) loads each op's evaluation keys first. Without it every key must
-        already be in the context. `resume` = (next op, registers per image) continues a stopped run from
+        already be in the context. `resume` = (next op, registers per query) continues a stopped run from
         a checkpoint; `after_op(next op, registers)` is called after every op (to write checkpoints).
         """
         last_reader = last_readers(self.plan.ops)
@@ -190,22 +191,22 @@ class OpenFHEBackend:
                 if guard is not None:
                     guard.note_key_load(time.perf_counter() - started)
             slots = self.plan.registers[op.output].layout.slots
-            for image, result in zip(registers, self.evaluate_op(op, registers), strict=True):
+            for query, result in zip(registers, self.evaluate_op(op, registers), strict=True):
                 result = [self.trim(ct, op.level_out) for ct in result]
                 for ct in result:
                     ct.SetSlots(slots)
                     self._check_levels(op, ct)
-                image[op.output] = result
+                query[op.output] = result
                 for name in op_inputs(op):
                     if last_reader[name] == index and name != self.plan.output:
-                        del image[name]
+                        del query[name]
             if guard is not None:
                 guard.end(op)
             if after_op is not None:
                 after_op(index + 1, registers)
         if guard is not None:
             guard.finish()
-        return [image[self.plan.output] for image in registers]
+        return [query[self.plan.output] for query in registers]
 
     def _check_levels(self, op, ct: object) -> None:
         """Every register holds exactly the levels the plan gives it (trim stores it rescaled): spare towers
@@ -215,11 +216,11 @@ class OpenFHEBackend:
                             f"expects {op.level_out} (plan and backend disagree on level accounting)")
 
     def evaluate_op(self, op, registers: list[dict[str, list[object]]]) -> list[list[object]]:
-        """One op's output ciphertexts for each image, given each image's registers. Registers keep their
+        """One op's output ciphertexts for each query, given each query's registers. Registers keep their
         values, though a linear transform may rescale its input ciphertexts in place."""
         if isinstance(op, LinearTransform):
-            return self._linear(op, [image[op.input] for image in registers])
-        return [self._apply(op, image) for image in registers]
+            return self._linear(op, [query[op.input] for query in registers])
+        return [self._apply(op, query) for query in registers]
 
     def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
         if isinstance(op, Polynomial):
@@ -260,10 +261,10 @@ class OpenFHEBackend:
         return self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(values, dtype=np.float64), 1, level, None, slots)
 
     def _linear(self, op: LinearTransform, batch: list[list[object]]) -> list[list[object]]:
-        """The transform of every image's ciphertexts, baby-step giant-step, one plaintext per diagonal.
+        """The transform of every query's ciphertexts, baby-step giant-step, one plaintext per diagonal.
 
         Two things make this cheaper than the textbook loop. Each diagonal is encoded once for a group of
-        images (encoding costs as much as the product it feeds; plan.cost.linear_group_size bounds the
+        queries (encoding costs as much as the product it feeds; plan.cost.linear_group_size bounds the
         group's rotated copies). And products use EvalMultMutable: under
         FLEXIBLEAUTO an input still carrying an unrescaled product (every conv input does) is rescaled
         before each multiplication, on a copy with EvalMult - 16 to 64 times per baby-step ciphertext -
@@ -287,22 +288,22 @@ class OpenFHEBackend:
                 rows = np.nonzero((terms[:, 0] == out_ct) & (terms[:, 1] == giant))[0]
                 for row in rows:
                     encoded: dict[int, object] = {}  # by level: the first product rescales its source
-                    for image, image_babies in enumerate(babies):
-                        source = image_babies[int(terms[row, 2])][int(terms[row, 3])]
+                    for query, query_babies in enumerate(babies):
+                        source = query_babies[int(terms[row, 2])][int(terms[row, 3])]
                         level = source.GetLevel()
                         if level not in encoded:
                             encoded[level] = self._plaintext(diagonals[row], level, op.slots)
                         product = self.cc.EvalMultMutable(source, encoded[level])
-                        acc = accumulators[image]
-                        accumulators[image] = product if acc is None else self.cc.EvalAdd(acc, product)
-            for image, acc in enumerate(accumulators):
+                        acc = accumulators[query]
+                        accumulators[query] = product if acc is None else self.cc.EvalAdd(acc, product)
+            for query, acc in enumerate(accumulators):
                 if acc is None:
                     raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
                 for step in op.fold_steps():
                     acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, rotation_index(step, op.slots)))
                 if biases is not None:
                     acc = self.cc.EvalAdd(acc, self._plaintext(biases[out_ct], acc.GetLevel(), op.slots_out))
-                outputs[image].append(acc)
+                outputs[query].append(acc)
         return outputs
 
     def _baby_steps(self, op: LinearTransform, cts: list[object]) -> list[list[object]]:

@@ -1,6 +1,6 @@
 """Executes a plan on slot vectors with numpy: the encrypted circuit's exact slot semantics, batched.
 
-Each register is a list of (images, slots) arrays, one per ciphertext. Rotations are cyclic shifts
+Each register is a list of (queries, slots) arrays, one per ciphertext. Rotations are cyclic shifts
 (slot p takes slot p + k), narrowing a ciphertext sums its periods, widening repeats it: the same
 meaning the OpenFHE backend gives each op. An optional noise model adds Gaussian error where CKKS
 loses precision (after bootstrapping, after each rescale), to predict encrypted accuracy.
@@ -30,7 +30,7 @@ class NoiseModel:
     def from_params(cls, plan: Plan) -> NoiseModel:
         """The preset's measured bootstrap error at the slot count the plan bootstraps at (the widest)."""
         params = plan.params
-        slots = max((op.slots for op in plan.ops if isinstance(op, Bootstrap)), default=params.max_slots)
+        slots = max(plan.bootstrap_slot_counts(), default=params.max_slots)
         return cls(2.0 ** -params.bootstrap_precision_at(slots), 2.0 ** -(params.scale_bits - 20))
 
 

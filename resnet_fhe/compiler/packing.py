@@ -10,6 +10,7 @@ the batch, capped there; then halved while the plan's memory estimate exceeds th
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,22 @@ def packing_limit(graph: Graph, params: CkksParameters) -> int:
     return max(1, min(params.max_slots // narrowest, params.max_slots // widest_block))
 
 
+def images_per_query_arg(text: str) -> int:
+    """argparse type of --images-per-query: a power of two, refused as the command line is read."""
+    value = int(text) if text.strip().lstrip("-").isdigit() else 0
+    if value < 1 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"expected a power of two (1, 2, 4, 8, ...), not {text!r}")
+    return value
+
+
+def check_packing(graph: Graph, params: CkksParameters, images_per_query: int) -> None:
+    """Refuses, before any compiling, images per query that the layouts cannot hold."""
+    limit = packing_limit(graph, params)
+    if images_per_query < 1 or images_per_query & (images_per_query - 1) or images_per_query > limit:
+        raise CompileError(f"images per query must be a power of two from 1 to {limit} for {graph.name} at "
+                           f"{params.name}, not {images_per_query}")
+
+
 @dataclass(frozen=True)
 class PackingChoice:
     plan: Plan
@@ -50,9 +67,7 @@ def plan_for_batch(graph: Graph, params: CkksParameters, images: int, budget_gb:
         raise CompileError(f"a batch needs at least one image, not {images}")
     limit = packing_limit(graph, params)
     if images_per_query is not None:
-        if images_per_query < 1 or images_per_query & (images_per_query - 1) or images_per_query > limit:
-            raise CompileError(f"images per query must be a power of two from 1 to {limit} for {graph.name} at "
-                               f"{params.name}, not {images_per_query}")
+        check_packing(graph, params, images_per_query)
         chosen, why = images_per_query, "as asked"
     else:
         chosen = min(next_pow2(images), limit)

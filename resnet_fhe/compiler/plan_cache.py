@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -55,7 +56,7 @@ def compile_model_cached(model: str, preset: str, options: CompileOptions, calib
         except PlanError:
             pass  # unreadable or partly written: compile again
     plan = compile_model(model, preset, options, calibration_images, data_dir)
-    partial = path.with_name(f"{name}.partial.json")
+    partial = path.with_name(f"{name}.partial-{os.getpid()}.json")  # two processes may compile it at once
     plan.save(partial)  # the .npz first, then the JSON last: a reader never sees a JSON without its constants
     partial.with_suffix(".npz").replace(path.with_suffix(".npz"))
     partial.replace(path)

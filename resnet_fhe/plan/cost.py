@@ -82,16 +82,16 @@ def bootstrap_bytes(params: CkksParameters, slots: int) -> int:
     return bootstrap_key_count(params, slots) * key_bytes(params) + (encode * top + decode * bottom) * ring
 
 
-# A linear transform shares each encoded diagonal across the images evaluated together, which needs their
+# A linear transform shares each encoded diagonal across the queries evaluated together, which needs their
 # baby-step ciphertexts alive at once; groups are capped so a high-level transform's copies stay small.
 LINEAR_GROUP_BYTES = 512 * 2**20
 
 
 def baby_step_bytes(params: CkksParameters, op: LinearTransform) -> int:
-    """One image's rotated copies of a linear transform's input."""
+    """One query's rotated copies of a linear transform's input."""
     return len(op.babies) * op.inputs * ciphertext_bytes(params, op.level_in)
 
 
-def linear_group_size(params: CkksParameters, op: LinearTransform, images: int) -> int:
-    """How many images a linear transform evaluates together (at least one)."""
-    return max(1, min(images, LINEAR_GROUP_BYTES // baby_step_bytes(params, op)))
+def linear_group_size(params: CkksParameters, op: LinearTransform, queries: int) -> int:
+    """How many queries a linear transform evaluates together (at least one)."""
+    return max(1, min(queries, LINEAR_GROUP_BYTES // baby_step_bytes(params, op)))

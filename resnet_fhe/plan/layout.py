@@ -7,10 +7,11 @@ spans several ciphertexts. Powers of two keep rotations by whole blocks cyclic.
 Several images can share the ciphertexts (`images` > 1, one query of B images): the image index sits
 between channel and position, so slot = (channel * B + image) * block + position. A channel's step is
 then B blocks, and every rotation a convolution uses (a tap offset inside a block, a whole number of
-channel steps) moves each image's data within that image: the same few keys serve any B. With `group`
-> 1, groups of that many channels sit together per image instead: slot = ((channel // group) * B +
-image) * group * block + (channel % group) * block + position (the classifier's logits, `block` 1:
-each image's logits side by side, as many per group as the pooled input's block holds).
+channel steps) moves each image's data within that image: a layer needs as many keys at any B (a
+channel step's key is B times the block). With `group` > 1, groups of that many channels sit together
+per image instead: slot = ((channel // group) * B + image) * group * block + (channel % group) * block
++ position (the classifier's logits, `block` 1: each image's logits side by side, as many per group as
+the pooled input's block holds).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from resnet_fhe.plan.ops import OP_TYPES, BabyStep, Bootstrap, LinearTransform, 
 from resnet_fhe.plan.params import CkksParameters
 
 # 2: levels are trimmed to what readers need, and the plan records the input's levels.
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: several images per query, bootstrap figures per slot count
 
 
 @dataclass
@@ -102,8 +102,17 @@ class Plan:
         return self.registers[self.input].layout.images
 
     @property
+    def packing_suffix(self) -> str:
+        """'-bB' for a plan of B > 1 images per query, '' otherwise: in its file and key-store names."""
+        return f"-b{self.images_per_query}" if self.images_per_query > 1 else ""
+
+    @property
     def bootstraps(self) -> int:
         return sum(isinstance(op, Bootstrap) for op in self.ops)
+
+    def bootstrap_slot_counts(self) -> list[int]:
+        """The slot counts the plan bootstraps at (each needs its own bootstrap keys)."""
+        return sorted({op.slots for op in self.ops if isinstance(op, Bootstrap)})
 
     def layers(self) -> list[str]:
         seen: list[str] = []
@@ -195,7 +204,10 @@ def plan_differences(fresh: Any, stored: Any, path: str = "plan") -> list[str]:
 
 
 def executes_alike(plan: Plan, stored: dict[str, Any]) -> bool:
-    """Whether a stored plan's JSON runs the same circuit as `plan` (what a key store made for it needs)."""
+    """Whether a stored plan's JSON runs the same circuit as `plan` (what a key store made for it needs),
+    in a format this engine still reads (a key store's server loads its stored plan)."""
+    if stored.get("version") != PLAN_VERSION:
+        return False
     fresh = json.loads(json.dumps(plan.to_dict()))
     return all(field in stored and not plan_differences(fresh[field], stored[field], field)
                for field in EXECUTABLE_FIELDS)

@@ -31,7 +31,7 @@ def polynomial_mults(degree: int) -> int:
 
 
 def op_work(op: Op, params: CkksParameters) -> dict[str, float]:
-    """The work counts of one op for one image, each weighted by the towers it runs at."""
+    """The work counts of one op for one query, each weighted by the towers it runs at."""
     work = dict.fromkeys(WORK, 0.0)
     level_towers = towers(params, op.level_in)
     if isinstance(op, Bootstrap):

@@ -22,7 +22,9 @@ def machine_name(threads: int) -> str:
     return f"{cpu_model()}, {threads} threads"
 
 
-def cost_table_path(cache: Path, machine: str, preset: str) -> Path:
-    """Where the op costs fitted on `machine` for `preset` are kept (plan.timing.OpCosts)."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{machine}-{preset}").strip("-").lower()
+def cost_table_path(cache: Path, machine: str, preset: str, bootstrap_slots: list[int]) -> Path:
+    """Where the op costs fitted on `machine` for `preset` are kept (plan.timing.OpCosts), one table per
+    bootstrap slot count: the fit counts bootstraps, and one at 32,768 slots costs 1.5x one at 16,384."""
+    slots = "-".join(map(str, bootstrap_slots)) or "none"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{machine}-{preset}-bootstrap-{slots}").strip("-").lower()
     return cache / "costs" / f"{slug}.json"

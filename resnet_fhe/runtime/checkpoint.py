@@ -1,11 +1,11 @@
-"""Checkpoints of a long batch: every image's live registers after an op, so a stopped server resumes
+"""Checkpoints of a long batch: every query's live registers after an op, so a stopped server resumes
 there instead of starting over. A 128-bit ResNet20 batch runs for hours; a killed process, a reboot or
 the memory guard would otherwise throw all of it away.
 
-Layout: `state.json` names the next op and, per image, the live registers, each a ciphertext folder
-under `step-<op>/image<i>/`. A new step is written completely before state.json is replaced (atomic
-rename), and only then is the previous step removed, so a crash while writing leaves the last good
-checkpoint intact.
+Layout: `state.json` names the next op and, per query, the live registers, each a ciphertext folder
+under `step-<op>/image<i>/` (i: the query's index in the batch). A new step is written completely
+before state.json is replaced (atomic rename), and only then is the previous step removed, so a crash
+while writing leaves the last good checkpoint intact.
 """
 
 from __future__ import annotations

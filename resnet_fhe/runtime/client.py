@@ -11,7 +11,6 @@ import numpy as np
 
 from resnet_fhe.backends.openfhe_backend import (
     OpenFHEBackend,
-    bootstrap_slot_counts,
     build_context,
     plan_rotation_keys,
     setup_bootstrap,
@@ -53,7 +52,7 @@ class Client:
         for folder in (server_dir / "rotations", server_dir / "bootstrap", client_dir):
             folder.mkdir(parents=True, exist_ok=True)
         context = build_context(plan.params)
-        slot_counts = bootstrap_slot_counts(plan)
+        slot_counts = plan.bootstrap_slot_counts()
         pair = context.KeyGen()
         context.EvalMultKeyGen(pair.secretKey)
         ok = openfhe.SerializeToFile(str(server_dir / "context.bin"), context, openfhe.BINARY)
@@ -108,7 +107,8 @@ class Client:
             raise InputError(f"the model takes images of shape {expected}, got {images.shape}")
         if not 1 <= len(query) <= self.plan.images_per_query:
             raise InputError(f"one query holds 1 to {self.plan.images_per_query} images (the plan's packing), "
-                             f"got {len(query)}")
+                             f"got {len(query)}: encrypt them as several queries (--start), or make keys for a "
+                             "plan with more images per query (keygen --images-per-query)")
         pixels = query / 255.0 if query.dtype == np.uint8 else query
         if not np.issubdtype(pixels.dtype, np.floating) or pixels.min() < 0 or pixels.max() > 1:
             raise InputError("pixels must be uint8, or floats in [0, 1]")
@@ -117,5 +117,9 @@ class Client:
 
     def decrypt(self, folder: Path) -> np.ndarray:
         """A query's answer -> (images in the query, outputs), the padding of a short query dropped."""
+        images = query_images(Path(folder))
+        if not 1 <= images <= self.plan.images_per_query:
+            raise InputError(f"{folder} says it holds {images} images; this plan's queries hold 1 to "
+                             f"{self.plan.images_per_query}")
         cts = read_ciphertexts(Path(folder), self.plan.output, self.manifest["store_id"])
-        return self.backend.decrypt(cts, self.secret_key)[: query_images(Path(folder))]
+        return self.backend.decrypt(cts, self.secret_key)[:images]

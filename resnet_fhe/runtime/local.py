@@ -47,8 +47,7 @@ def plan_digest(plan: Plan) -> str:
 
 
 def _store_prefix(plan: Plan) -> str:
-    packing = f"-b{plan.images_per_query}" if plan.images_per_query > 1 else ""
-    return f"{plan.model}-{plan.params.name}{packing}"
+    return f"{plan.model}-{plan.params.name}{plan.packing_suffix}"
 
 
 def default_store(plan: Plan) -> Path:
@@ -121,7 +120,8 @@ class LocalDeployment:
         return executes_alike(self.plan, stored)
 
     def cost_table(self) -> Path:
-        return cost_table_path(cache_dir(), machine_name(self.threads), self.plan.params.name)
+        return cost_table_path(cache_dir(), machine_name(self.threads), self.plan.params.name,
+                               self.plan.bootstrap_slot_counts())
 
     def known_costs(self) -> OpCosts | None:
         """This machine's op costs from an earlier run (None before the first): what predicts a run's

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, setup_bootstrap
+from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
@@ -131,12 +132,17 @@ class Server:
         """Evaluates every (input folder, output folder) pair; all inputs are read and checked first, so a
         bad file fails the batch before any long computation.
 
-        With `checkpoint` (a folder), every image's live registers are saved there at the first layer
+        With `checkpoint` (a folder), every query's live registers are saved there at the first layer
         boundary after each `checkpoint_every` seconds, with the guard's profile so far, and a later call
         with the same inputs resumes from the last save. Returns where it started and how many seconds
         the earlier runs had spent (both 0 for a fresh run)."""
         started = time.perf_counter()
         batch = [read_ciphertexts(Path(source), self.plan.input, self.manifest["store_id"]) for source, _ in folders]
+        images = [query_images(Path(source)) for source, _ in folders]
+        for (source, _), count in zip(folders, images, strict=True):
+            if not 1 <= count <= self.plan.images_per_query:
+                raise InputError(f"{source} says it holds {count} images; this plan's queries hold 1 to "
+                                 f"{self.plan.images_per_query}")
         saver, resume, after_op, before = None, None, None, Resumed(0, 0.0)
         if checkpoint is not None:
             saver = Checkpoint(checkpoint, self.manifest["store_id"], input_digest([source for source, _ in folders]),
@@ -160,9 +166,8 @@ class Server:
             results = self.backend.run_batch(batch, guard=guard, keys=keys, resume=resume, after_op=after_op)
         finally:
             keys.drop()
-        for (source, target), result in zip(folders, results, strict=True):
-            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"],
-                              query_images(Path(source)))
+        for (_, target), result, count in zip(folders, results, images, strict=True):
+            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"], count)
         if saver is not None:
             saver.clear()
         return before
