@@ -16,6 +16,9 @@ keygen figure was measured (reused keys keep the figures recorded when they were
 `--packed-images N` then has resnet-fhe classify N test images from --start packed into queries (the
 images per query its planner picks, 8 for ResNet20), as one batch, and reports the amortized seconds per
 image beside the single-image figures, with its ratios to both (`packed` and `packed_ratios`).
+`--packed-only` with `--skip-reference JSON` takes both systems' single-image figures from that earlier
+JSON (same machine, same session) and runs only the packed batch: one lever measured against the same
+single-image and reference figures (`--no-pairing`: the packed run without paired bootstraps).
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="take the reference's figures from an earlier JSON of this script (same machine)")
     parser.add_argument("--packed-images", type=int, default=0, metavar="N",
                         help="also classify N images packed into queries, as one batch (amortized seconds)")
+    parser.add_argument("--packed-only", action="store_true",
+                        help="take resnet-fhe's single-image figures from the --skip-reference JSON too and run "
+                             "only the packed batch")
+    parser.add_argument("--no-pairing", dest="pair_bootstraps", action="store_false",
+                        help="resnet-fhe bootstraps every ciphertext alone (compiler/pairing.py)")
     parser.add_argument("--budget-gb", type=float, default=15.0,
                         help="memory budget the packing is chosen under (default 15 GB)")
     parser.add_argument("--json", type=Path, default=Path("results/compare-reference.json"))
@@ -65,6 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--images must be at least 1, --start and --packed-images at least 0")
     if args.skip_reference is None and not args.reference_script.is_file():
         parser.error(f"{args.reference_script} not found: pass --reference-script")
+    if args.packed_only and (args.skip_reference is None or not args.packed_images):
+        parser.error("--packed-only needs --skip-reference JSON (the single-image figures) and --packed-images N")
     return args
 
 
@@ -95,6 +105,8 @@ def run_reference(args: argparse.Namespace, batch_file: Path, index: int, workdi
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import dataclasses
+
     import numpy as np
 
     from resnet_fhe.compiler import CompileOptions
@@ -117,26 +129,46 @@ def main(argv: list[str] | None = None) -> int:
                                  "test images")
         packed_data = data.take(args.packed_images, args.start) if args.packed_images else None
         data = data.take(args.images, args.start)
-        options = CompileOptions() if args.relu_form is None else CompileOptions(relu_form=args.relu_form)
-        plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
+        options = CompileOptions(pair_bootstraps=args.pair_bootstraps)
+        if args.relu_form is not None:
+            options = dataclasses.replace(options, relu_form=args.relu_form)
+        # Chosen (and compiled) first: a failure here must not come after hours of runs.
+        packed_choice = choose_packing(args, len(packed_data), options) if packed_data is not None else None
+        if args.packed_only:
+            earlier_run = json.loads(args.skip_reference.read_text())
+            if not {"resnet_fhe", "reference"} <= earlier_run.keys():
+                raise ResnetFheError(f"{args.skip_reference} is not a JSON of this script")
+            plan = packed_choice.plan
+        else:
+            plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
+            deployment = LocalDeployment(plan, threads=args.threads)
         if plan.params.insecure:
             raise ResnetFheError(f"preset {plan.params.name} is insecure: the comparison is at 128 bits")
-        deployment = LocalDeployment(plan, threads=args.threads)
-        # Chosen (and compiled) now: a failure here must not come after hours of runs.
-        packed_choice = choose_packing(args, len(packed_data), options) if packed_data is not None else None
         if args.fresh_keys:
             import shutil
 
-            stores = [deployment.store]
+            stores = [] if args.packed_only else [deployment.store]
             if packed_choice is not None:
                 stores.append(LocalDeployment(packed_choice.plan, threads=args.threads).store)
             for store in stores:
                 shutil.rmtree(store, ignore_errors=True)
-            (reference_dir() / "LowMemoryFHEResNet20" / f"keys_exp{args.set}" / "done").unlink(missing_ok=True)
-        keygen = deployment.prepare_keys()
-    except ResnetFheError as exc:
+            if not args.packed_only:
+                (reference_dir() / "LowMemoryFHEResNet20" / f"keys_exp{args.set}" / "done").unlink(missing_ok=True)
+        if not args.packed_only:
+            keygen = deployment.prepare_keys()
+    except (ResnetFheError, OSError, ValueError) as exc:
         log(f"error: {exc}")
         return 2
+    if args.packed_only:
+        result = {**earlier_run, "single_from": str(args.skip_reference),
+                  "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d")}
+        result["packed"], result["packed_ratios"] = packed_run(args, packed_data, packed_choice,
+                                                               result["resnet_fhe"], result["reference"])
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        log(f"wrote {args.json}")
+        print(markdown_table(result))
+        return 0
     plain = run_graph(load_model("resnet20"), data.images / 255.0).argmax(1)
     earlier = json.loads(args.skip_reference.read_text())["reference"] if args.skip_reference else None
     reference_runs, ours = [], []
@@ -237,7 +269,9 @@ def packed_run(args: argparse.Namespace, data, choice, single: dict, reference: 
     run = LocalDeployment(choice.plan, threads=args.threads).classify(data.images, checkpoint=False)
     plain = run_graph(load_model("resnet20"), data.images / 255.0)
     packed = {
-        "images": len(data), "images_per_query": choice.images_per_query, "queries": choice.queries,
+        "images": len(data), "test_images": [args.start, args.start + len(data) - 1],
+        "images_per_query": choice.images_per_query, "queries": choice.queries,
+        "bootstraps_per_query": choice.plan.bootstraps_per_query(), "paired": choice.plan.complex_slots,
         "server_seconds": round(run.seconds, 2), "seconds_per_image": round(run.seconds_per_image, 2),
         "process_seconds": round(run.process_seconds, 2), "peak_rss_gb": run.peak_rss_gb,
         "key_store_gb": round(run.key_store_gb, 3), "keygen": run.keygen, "key_load_seconds": run.key_load_seconds,

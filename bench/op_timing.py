@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    context = build_context(plan.params)
+    context = build_context(plan.params, complex_slots=plan.complex_slots)
     keys = context.KeyGen()
     context.EvalMultKeyGen(keys.secretKey)
     if op.rotation_keys():

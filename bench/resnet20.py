@@ -49,6 +49,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="training images that calibrate the activation ranges (default: the compiler's)")
     parser.add_argument("--relu-form", choices=RELU_FORMS, default=CompileOptions.relu_form,
                         help="ReLU stand-in: any Chebyshev series, or a*x + even(x) (faster, same depth)")
+    parser.add_argument("--no-pairing", dest="pair_bootstraps", action="store_false",
+                        help="bootstrap every ciphertext alone, not two as one (compiler/pairing.py)")
     parser.add_argument("--simulate", action="store_true", help="the simulator instead of real CKKS")
     parser.add_argument("--no-noise", action="store_true", help="simulate without the CKKS noise model")
     parser.add_argument("--store", type=Path, default=None,
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def compile_with(images_per_query: int):
-        options = CompileOptions(relu_form=args.relu_form, images_per_query=images_per_query)
+        options = CompileOptions(relu_form=args.relu_form, images_per_query=images_per_query,
+                                 pair_bootstraps=args.pair_bootstraps)
         return compile_model_cached(args.model, args.preset, options, calibration_images, args.data_dir)
 
     if args.simulate:
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     estimate = max(r["memory_gb"] for r in rows)
     plain = run_graph(load_model(args.model), data.images / 255.0)
     summary = {"model": args.model, "preset": plan.params.name, "security": plan.params.security,
-               "bootstraps": plan.bootstraps, "compile_seconds": round(compile_seconds, 1),
+               "bootstraps": plan.bootstraps, "bootstraps_per_query": plan.bootstraps_per_query(),
+               "compile_seconds": round(compile_seconds, 1),
                "estimated_peak_gb": estimate, "data_source": data.source, "first_image": args.start,
                "packing": packing,
                "plan_layers": rows, "images": []}

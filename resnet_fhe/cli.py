@@ -71,11 +71,12 @@ def compile_plan(args: argparse.Namespace, cached: bool = False, images_per_quer
     packing = asked or 1
     check_packing(load_model(args.model), load_preset(args.preset), packing)
     options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form,
-                             images_per_query=packing)
+                             images_per_query=packing, pair_bootstraps=args.pair_bootstraps)
     compile_fn = compile_model_cached if cached else compile_model
     plan = compile_fn(args.model, args.preset, options, args.calibration_images, args.data_dir)
     _log(f"compiled {args.model} for {args.preset} ({packing} image(s) per query) in "
-         f"{time.perf_counter() - started:.1f} s: {len(plan.ops)} ops, {plan.bootstraps} bootstraps")
+         f"{time.perf_counter() - started:.1f} s: {len(plan.ops)} ops, {plan.bootstraps} bootstrap ops "
+         f"({plan.bootstraps_per_query()} bootstraps per query)")
     return plan
 
 
@@ -110,9 +111,9 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
     summary_path = json_path.with_suffix(".md")
     summary_path.write_text(render_summary(plan))
     print(f"plan {json_path} (constants {constants_path}, summary {summary_path}): "
-          f"{plan.bootstraps} bootstraps, {len(plan.ops)} ops")
+          f"{plan.bootstraps} bootstrap ops ({plan.bootstraps_per_query()} bootstraps per query), {len(plan.ops)} ops")
     return {"plan": str(json_path), "constants": str(constants_path), "summary": str(summary_path),
-            "bootstraps": plan.bootstraps, "ops": len(plan.ops)}
+            "bootstraps": plan.bootstraps, "bootstraps_per_query": plan.bootstraps_per_query(), "ops": len(plan.ops)}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--relu-form", choices=RELU_FORMS, default=CompileOptions.relu_form,
                              help="ReLU stand-in: any Chebyshev series, or a*x + even(x) (same depth, "
                                   "about half the encrypted evaluation time)")
+        command.add_argument("--no-pairing", dest="pair_bootstraps", action="store_false",
+                             help="bootstrap every ciphertext alone, not two as one (compiler/pairing.py)")
         command.add_argument("--data-dir", type=Path, default=None,
                              help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
         command.add_argument("--images-per-query", type=images_per_query_arg, default=None,

@@ -46,13 +46,15 @@ def compile_for_test(graph: Graph, params: CkksParameters | None = None, images:
     return compile_graph(graph, calibration, params or toy_params(), CompileOptions(**options))
 
 
-def toy_resnet_plan(**options):
-    """A 7-ReLU ResNet on 1x8x8 inputs at the INSECURE toy preset: more levels than a fresh ciphertext
-    holds, so its plan bootstraps. `options` are CompileOptions fields."""
+def toy_resnet_plan(widths: tuple[int, int, int] = (2, 4, 8), depth: int = 8, **options):
+    """A 7-ReLU ResNet (depth 8) on 1x8x8 inputs at the INSECURE toy preset: more levels than a fresh
+    ciphertext holds, so its plan bootstraps. `options` are CompileOptions fields. At depth 14, widths
+    (8, 16, 32) and 8 images per query the first stage fills two ciphertexts of the toy ring's 2,048 slots
+    and bootstraps them: its bootstraps get paired."""
     from resnet_fhe.ir import fold_batchnorm
     from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
     from resnet_fhe.plan.params import load_preset
 
-    spec = ResNetSpec(depth=8, widths=(2, 4, 8), input_shape=(1, 8, 8))
+    spec = ResNetSpec(depth=depth, widths=widths, input_shape=(1, 8, 8))
     graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=3), fold_normalization=True))
     return compile_for_test(graph, load_preset("toy-insecure"), **{"relu_error": 0.5, **options})

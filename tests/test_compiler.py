@@ -11,9 +11,18 @@ from resnet_fhe.compiler.polynomial import relative_error, relu_chebyshev, relu_
 from resnet_fhe.errors import CalibrationError, CompileError, PlanError
 from resnet_fhe.ir import fold_batchnorm, run_graph
 from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
-from resnet_fhe.plan.ops import MAX_DEGREE_AT_DEPTH, Bootstrap, LinearTransform, Polynomial
+from resnet_fhe.plan.ops import (
+    MAX_DEGREE_AT_DEPTH,
+    PAIR_IN,
+    REAL,
+    AddTensors,
+    Bootstrap,
+    LinearTransform,
+    Polynomial,
+    input_carriers,
+)
 from resnet_fhe.plan.plan import PLAN_VERSION, Plan, executes_alike
-from tests.helpers import compile_for_test, random_images, small_cnn, toy_params
+from tests.helpers import compile_for_test, random_images, small_cnn, toy_params, toy_resnet_plan
 
 
 def test_calibration_refuses_test_images():
@@ -179,3 +188,41 @@ def test_scales_are_per_channel_tied_across_residuals_and_floored():
     largest = calibration.ranges[relu_input].max()
     assert np.all(scales[relu_input] <= 1 / (1.5 * CHANNEL_FLOOR * largest) * (1 + 1e-9))
     assert len(set(np.round(scales[relu_input], 12))) > 1  # channels really get their own factors
+
+
+def test_paired_bootstraps_keep_every_value_with_fewer_bootstraps(tmp_path):
+    """Two ciphertexts per bootstrap where the first stage fills two (compiler/pairing.py): the factors
+    a/sqrt2 and i*b/sqrt2 are folded into producers and readers, never into the values the plan means."""
+    paired = toy_resnet_plan(widths=(8, 16, 32), depth=14, images_per_query=8)
+    unpaired = toy_resnet_plan(widths=(8, 16, 32), depth=14, images_per_query=8, pair_bootstraps=False)
+    pairs = [op for op in paired.ops if isinstance(op, Bootstrap) and op.paired]
+    assert len(pairs) == 3 and all(op.ciphertexts == 2 and op.bootstraps == 1 for op in pairs)
+    assert paired.bootstraps == unpaired.bootstraps
+    assert paired.bootstraps_per_query() == unpaired.bootstraps_per_query() - len(pairs)
+    assert {op.kind for op in paired.ops if op.carrier != REAL} == {"linear", "add", "carrier", "bootstrap"}
+    for op, carriers in zip(paired.ops, input_carriers(paired.ops, paired.input), strict=True):
+        if isinstance(op, Bootstrap):
+            assert (carriers[op.input] == PAIR_IN) == op.paired
+        if isinstance(op, Polynomial) and carriers[op.input] != REAL:
+            assert op.linear_even  # the only polynomial that absorbs a carrier without a level
+        if isinstance(op, AddTensors):
+            assert all(carriers[name] == op.carrier for name in op.inputs)
+    assert next(op for op in reversed(paired.ops) if op.output == paired.output).carrier == REAL
+    path, _ = paired.save(tmp_path / "paired.json")
+    loaded = Plan.load(path)
+    assert [op.carrier for op in loaded.ops] == [op.carrier for op in paired.ops]
+    x = random_images(8, (1, 8, 8), seed=20).images / 255.0
+    np.testing.assert_allclose(SimulatorBackend(loaded).run(x), SimulatorBackend(unpaired).run(x), rtol=0, atol=1e-9)
+
+
+def test_bootstraps_read_by_a_general_polynomial_stay_unpaired():
+    plan = toy_resnet_plan(widths=(8, 16, 32), depth=14, images_per_query=8, relu_form="general")
+    assert not plan.complex_slots and not any(op.paired for op in plan.ops if isinstance(op, Bootstrap))
+
+
+def test_the_noise_model_charges_a_paired_bootstrap_sqrt2_times_the_error():
+    backend = SimulatorBackend(compile_for_test(small_cnn()), noise=NoiseModel(1e-3, 0.0), seed=2)
+    zeros = [np.zeros((4, 50_000))]
+    single, paired = backend._noisy(zeros, "bootstrap")[0], backend._noisy(zeros, "paired bootstrap")[0]
+    assert np.std(single) == pytest.approx(1e-3, rel=0.02)
+    assert np.std(paired) == pytest.approx(np.sqrt(2) * 1e-3, rel=0.02)

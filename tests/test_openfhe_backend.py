@@ -128,3 +128,18 @@ def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels():
         decrypted.SetLength(op.slots)
         assert np.max(np.abs(np.array(decrypted.GetRealPackedValue()) - np.maximum(x, 0))) < 0.05
     assert levels["linear-even"] <= levels["general"]
+
+
+def test_paired_bootstraps_under_real_encryption_match_the_unpaired_plan():
+    """Two ciphertexts share each first-stage bootstrap (a/sqrt2 + i*b/sqrt2, split by a conjugation;
+    plan structure: tests/test_compiler.py): the unpaired plan's logits within the CKKS error, every op
+    at its planned levels (the backend checks)."""
+    paired = toy_resnet_plan(widths=(8, 16, 32), depth=14, images_per_query=8)
+    unpaired = toy_resnet_plan(widths=(8, 16, 32), depth=14, images_per_query=8, pair_bootstraps=False)
+    assert paired.complex_slots
+    images = random_images(8, (1, 8, 8), seed=19).images / 255.0
+    want = SimulatorBackend(unpaired).run(images)
+    keys = openfhe_backend.generate_keys(paired)
+    backend = openfhe_backend.OpenFHEBackend(paired, keys.context)
+    got = backend.decrypt(backend.run(backend.encrypt(images, keys.public_key)), keys.secret_key)
+    assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))

@@ -20,11 +20,16 @@ from resnet_fhe.plan.cost import linear_group_size
 from resnet_fhe.plan.layout import pad_images
 from resnet_fhe.plan.ops import (
     BOOTSTRAP_HEADROOM,
+    PAIR_IN,
+    REAL,
     AddTensors,
     Bootstrap,
+    ChangeCarrier,
     LinearTransform,
     Polynomial,
     RotateSum,
+    carrier_factors,
+    input_carriers,
     last_readers,
     op_inputs,
     rotation_index,
@@ -92,7 +97,7 @@ class KeySet:
 
 def context_for_plan(plan: Plan):
     """The preset's context with bootstrapping precomputed for every slot count the plan bootstraps at."""
-    context = build_context(plan.params)
+    context = build_context(plan.params, complex_slots=plan.complex_slots)
     for slots in plan.bootstrap_slot_counts():
         setup_bootstrap(context, plan.params, slots)
     return context
@@ -118,6 +123,9 @@ class OpenFHEBackend:
         self.plan, self.cc = plan, context
         self.order = context.GetCyclotomicOrder()
         self.rescale_registers = rescale_registers
+        # What each op's inputs carry (plan/ops.py): fixed by the plan, so worked out once.
+        self.carriers_in = {op.name: carriers for op, carriers in
+                            zip(plan.ops, input_carriers(plan.ops, plan.input), strict=True)}
 
     def levels_left(self, ct: object) -> int:
         """Levels a ciphertext can still spend: its RNS towers beyond the first, less the rescale that an
@@ -223,19 +231,24 @@ class OpenFHEBackend:
         return [self._apply(op, query) for query in registers]
 
     def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
+        carriers = self.carriers_in[op.name]
         if isinstance(op, Polynomial):
-            return [self._polynomial(op, ct) for ct in registers[op.input]]
+            factors = carrier_factors(carriers[op.input], op.ciphertexts)
+            return [self._polynomial(op, ct, factor) for ct, factor in zip(registers[op.input], factors, strict=True)]
         if isinstance(op, Bootstrap):
-            result = []
-            for ct in registers[op.input]:
-                ct = self.trim(ct, BOOTSTRAP_HEADROOM)  # the register may keep levels for other readers
-                ct.SetSlots(op.slots)
-                result.append(self.cc.EvalBootstrap(ct))
-            return result
+            return self._bootstrap(op, registers[op.input], carriers[op.input])
         if isinstance(op, AddTensors):
+            if any(carriers[name] != op.carrier for name in op.inputs):
+                raise PlanError(f"{op.name} adds registers of different carriers {carriers} (a compiler bug)")
             return [self.cc.EvalAdd(a, b) for a, b in
                     zip(registers[op.inputs[0]], registers[op.inputs[1]], strict=True)]
+        if isinstance(op, ChangeCarrier):  # on copies cut to the levels it needs (the register has more)
+            ratios = carrier_factors(op.carrier, op.ciphertexts) / carrier_factors(carriers[op.input], op.ciphertexts)
+            return [self._times(self.trim(ct, op.level_out + op.levels), ratio) for ct, ratio in
+                    zip(registers[op.input], ratios, strict=True)]
         if isinstance(op, RotateSum):
+            if carriers[op.input] != REAL:
+                raise PlanError(f"{op.name} sums a register carrying {carriers[op.input]} (a compiler bug)")
             result = list(registers[op.input])
             for step in op.steps:
                 index = rotation_index(step, op.slots)
@@ -243,22 +256,63 @@ class OpenFHEBackend:
             return result
         raise PlanError(f"the OpenFHE backend has no rule for {type(op).__name__}")
 
-    def _polynomial(self, op: Polynomial, ct: object) -> object:
+    def _bootstrap(self, op: Bootstrap, cts: list[object], carrier: str) -> list[object]:
+        """Each ciphertext refreshed; paired (carrier pair-in): w = a/sqrt2 + i*b/sqrt2 bootstrapped once and
+        split into w + conj(w) = sqrt2*a and w - conj(w) = i*sqrt2*b (conj: the bootstrap keys' own
+        conjugation key; compiler/pairing.py)."""
+        if op.paired != (carrier == PAIR_IN):
+            raise PlanError(f"{op.name}: a {'paired' if op.paired else 'single'} bootstrap of a register "
+                            f"carrying {carrier} (a compiler bug)")
+        groups = [cts[i:i + 2] for i in range(0, len(cts), 2)] if op.paired else [[ct] for ct in cts]
+        result = []
+        for group in groups:
+            ct = group[0] if len(group) == 1 else self.cc.EvalAdd(group[0], group[1])
+            ct = self.trim(ct, BOOTSTRAP_HEADROOM)  # the register may keep levels for other readers
+            ct.SetSlots(op.slots)
+            refreshed = self.cc.EvalBootstrap(ct)
+            if len(group) == 1:
+                result.append(refreshed)
+                continue
+            keys = self.cc.GetEvalAutomorphismKeyMap(refreshed.GetKeyTag())
+            conjugate = self.cc.EvalAutomorphism(refreshed, self.order - 1, keys)
+            result += [self.cc.EvalAdd(refreshed, conjugate), self.cc.EvalSub(refreshed, conjugate)]
+        return result
+
+    def _times(self, ct: object, factor: complex) -> object:
+        """ct times a constant (one level): a scalar product when real, else a constant complex plaintext."""
+        if factor.imag == 0:
+            return self.cc.EvalMult(ct, float(factor.real))
+        slots = ct.GetSlots()
+        return self.cc.EvalMult(ct, self._plaintext(np.full(slots, factor), ct.GetLevel(), slots))
+
+    def _polynomial(self, op: Polynomial, ct: object, factor: complex = 1.0) -> object:
         """sum_k c_k T_k(x); a linear-even series as c_1 x + sum_k c_2k T_k(2x^2 - 1), which equals it
-        (T_2k(x) = T_k(2x^2 - 1)) with a series of half the degree."""
-        if op.linear_even:
-            square = self.cc.EvalSquare(ct)
+        (T_2k(x) = T_k(2x^2 - 1)) with a series of half the degree. `ct` holds x times `factor` (its
+        carrier, linear-even series only): 2x^2 - 1 = (2/factor^2) ct^2 - 1 is then ct^2 - 1 or -ct^2 - 1
+        (factor sqrt2 or i*sqrt2), no level more, and c_1 x = (c_1/factor) ct."""
+        if not op.linear_even:
+            if factor != 1:
+                raise PlanError(f"{op.name}: only a linear-even polynomial reads a paired bootstrap's output")
+            return self._chebyshev(ct, op.coefficients)
+        square = self.cc.EvalSquare(ct)
+        weight = (2 / factor ** 2).real
+        if weight == 2:
             y = self.cc.EvalSub(self.cc.EvalAdd(square, square), 1.0)
-            even = self._chebyshev(y, op.coefficients[0::2])
-            return self.cc.EvalAdd(even, self.cc.EvalMult(ct, op.coefficients[1]))
-        return self._chebyshev(ct, op.coefficients)
+        elif abs(abs(weight) - 1) < 1e-12:
+            y = self.cc.EvalSub(square if weight > 0 else self.cc.EvalNegate(square), 1.0)
+        else:
+            raise PlanError(f"{op.name}: no level-free 2x^2 - 1 for carrier factor {factor}")
+        even = self._chebyshev(y, op.coefficients[0::2])
+        return self.cc.EvalAdd(even, self._times(ct, complex(op.coefficients[1] / factor)))
 
     def _chebyshev(self, ct: object, coefficients: list[float]) -> object:
         # OpenFHE's series halves the first coefficient.
         return self.cc.EvalChebyshevSeries(ct, [2 * coefficients[0], *coefficients[1:]], -1.0, 1.0)
 
     def _plaintext(self, values: np.ndarray, level: int, slots: int):
-        return self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(values, dtype=np.float64), 1, level, None, slots)
+        """Real values as doubles; complex ones (carriers) as complex numbers (a COMPLEX context)."""
+        dtype = np.complex128 if np.iscomplexobj(values) else np.float64
+        return self.cc.MakeCKKSPackedPlaintext(np.ascontiguousarray(values, dtype=dtype), 1, level, None, slots)
 
     def _linear(self, op: LinearTransform, batch: list[list[object]]) -> list[list[object]]:
         """The transform of every query's ciphertexts, baby-step giant-step, one plaintext per diagonal.
@@ -278,6 +332,10 @@ class OpenFHEBackend:
         diagonals = self.plan.constants[f"{op.constants}.diagonals"]
         terms = self.plan.constants[f"{op.constants}.terms"]
         biases = self.plan.constants[f"{op.constants}.bias"] if op.has_bias else None
+        # Carriers (plan/ops.py) folded into the diagonals: output factor over input factor, per term.
+        factor_out = carrier_factors(op.carrier, op.outputs)
+        factor_in = carrier_factors(self.carriers_in[op.name][op.input], op.inputs)
+        folded = op.carrier != REAL or self.carriers_in[op.name][op.input] != REAL
         babies = [self._baby_steps(op, cts) for cts in batch]
         outputs: list[list[object]] = [[] for _ in batch]
         for out_ct in range(op.outputs):
@@ -292,7 +350,10 @@ class OpenFHEBackend:
                         source = query_babies[int(terms[row, 2])][int(terms[row, 3])]
                         level = source.GetLevel()
                         if level not in encoded:
-                            encoded[level] = self._plaintext(diagonals[row], level, op.slots)
+                            diagonal = diagonals[row]
+                            if folded:
+                                diagonal = diagonal * (factor_out[out_ct] / factor_in[int(terms[row, 2])])
+                            encoded[level] = self._plaintext(diagonal, level, op.slots)
                         product = self.cc.EvalMultMutable(source, encoded[level])
                         acc = accumulators[query]
                         accumulators[query] = product if acc is None else self.cc.EvalAdd(acc, product)
@@ -302,7 +363,8 @@ class OpenFHEBackend:
                 for step in op.fold_steps():
                     acc = self.cc.EvalAdd(acc, self.cc.EvalRotate(acc, rotation_index(step, op.slots)))
                 if biases is not None:
-                    acc = self.cc.EvalAdd(acc, self._plaintext(biases[out_ct], acc.GetLevel(), op.slots_out))
+                    bias = biases[out_ct] * factor_out[out_ct] if folded else biases[out_ct]
+                    acc = self.cc.EvalAdd(acc, self._plaintext(bias, acc.GetLevel(), op.slots_out))
                 outputs[query].append(acc)
         return outputs
 

@@ -2,8 +2,9 @@
 
 Each register is a list of (queries, slots) arrays, one per ciphertext. Rotations are cyclic shifts
 (slot p takes slot p + k), narrowing a ciphertext sums its periods, widening repeats it: the same
-meaning the OpenFHE backend gives each op. An optional noise model adds Gaussian error where CKKS
-loses precision (after bootstrapping, after each rescale), to predict encrypted accuracy.
+meaning the OpenFHE backend gives each op. Carriers (plan/ops.py) do not change values and are not
+simulated. An optional noise model adds Gaussian error where CKKS loses precision (after bootstrapping,
+after each rescale), to predict encrypted accuracy.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from numpy.polynomial import chebyshev
 
 from resnet_fhe.errors import InputError, PlanError
 from resnet_fhe.plan.layout import pad_images
-from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Polynomial, RotateSum
+from resnet_fhe.plan.ops import AddTensors, Bootstrap, ChangeCarrier, LinearTransform, Polynomial, RotateSum
 from resnet_fhe.plan.plan import Plan
 
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Standard deviations of the Gaussian error added to every slot (in stored, scaled units)."""
+    """Standard deviations of the Gaussian error added to every slot (in stored, scaled units).
+
+    A paired bootstrap (compiler/pairing.py) refreshes a/sqrt2, so the error it leaves on a is sqrt2 times
+    `bootstrap_sigma`."""
 
     bootstrap_sigma: float
     rescale_sigma: float
@@ -108,7 +112,9 @@ class SimulatorBackend:
                 result = self._noisy(self._polynomial(op, registers[op.input]), "rescale")
             elif isinstance(op, Bootstrap):
                 self.diagnostics.record(op.name, registers[op.input])
-                result = self._noisy(registers[op.input], "bootstrap")
+                result = self._noisy(registers[op.input], "paired bootstrap" if op.paired else "bootstrap")
+            elif isinstance(op, ChangeCarrier):
+                result = self._noisy(registers[op.input], "rescale")
             elif isinstance(op, AddTensors):
                 result = [a + b for a, b in zip(registers[op.inputs[0]], registers[op.inputs[1]], strict=True)]
             elif isinstance(op, RotateSum):
@@ -127,7 +133,8 @@ class SimulatorBackend:
     def _noisy(self, cts: list[np.ndarray], where: str) -> list[np.ndarray]:
         if self.noise is None:
             return cts
-        sigma = self.noise.bootstrap_sigma if where == "bootstrap" else self.noise.rescale_sigma
+        sigma = {"bootstrap": self.noise.bootstrap_sigma, "paired bootstrap": np.sqrt(2) * self.noise.bootstrap_sigma,
+                 "rescale": self.noise.rescale_sigma}[where]
         return [c + self.dtype(sigma) * self.rng.standard_normal(c.shape, dtype=self.dtype) for c in cts]
 
     def _polynomial(self, op: Polynomial, cts: list[np.ndarray]) -> list[np.ndarray]:

@@ -25,6 +25,7 @@ from resnet_fhe.compiler.lowering import (
     subsample_entries,
     subsample_step,
 )
+from resnet_fhe.compiler.pairing import pair_bootstraps
 from resnet_fhe.compiler.polynomial import choose_relu
 from resnet_fhe.compiler.scales import assign_scales
 from resnet_fhe.errors import CompileError
@@ -46,7 +47,9 @@ class CompileOptions:
     uniform_bootstrap_slots: bootstrap every register at the plan's largest slot count, so the plan needs
     one set of bootstrap keys (compiler/levels.py: widen_bootstraps).
     images_per_query: images packed into the same ciphertexts (a power of two; plan/layout.py): each
-    bootstrap, polynomial and rotation then serves all of them (compiler/packing.py chooses it)."""
+    bootstrap, polynomial and rotation then serves all of them (compiler/packing.py chooses it).
+    pair_bootstraps: at full packing, refresh two ciphertexts with one bootstrap (compiler/pairing.py):
+    fewer bootstraps for half a bit of bootstrap precision."""
 
     margin: float = 1.4
     relu_error: float = 0.02
@@ -54,6 +57,7 @@ class CompileOptions:
     max_keys_per_phase: int = 5
     uniform_bootstrap_slots: bool = True
     images_per_query: int = 1
+    pair_bootstraps: bool = True
 
 
 class _Lowerer:
@@ -212,10 +216,12 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
     for node in graph.nodes:
         lowerer.lower(node)
     ops = place_bootstraps(lowerer.ops, lowerer.reserve, lowerer.registers, graph.input.name, params)
-    output = graph.output
-    input_levels = trim_levels(ops, graph.input.name, output.name)
     if options.uniform_bootstrap_slots:
         widen_bootstraps(ops)
+    if options.pair_bootstraps:
+        ops = pair_bootstraps(ops, lowerer.registers, graph.input.name, params)
+    output = graph.output
+    input_levels = trim_levels(ops, graph.input.name, output.name)
     plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].size,
                 lowerer.registers, ops, lowerer.activations,
                 {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error,

@@ -8,12 +8,19 @@ Every op has exactly one meaning on slot vectors, shared by the simulator and th
   narrowing it sums the periods (`fold`).
 
 Large numeric data (diagonal vectors) lives in the plan's constants, keyed by the op's `constants` name.
+
+A register's ciphertexts may hold its slot values times a constant per ciphertext, its *carrier*
+(`carrier_factors`), so that two real ciphertexts share one bootstrap as a + ib: an op's `carrier` says
+what its output carries. Carriers never change the values an op means, so the simulator ignores them; the
+OpenFHE backend applies them (compiler/pairing.py says where and why).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+import numpy as np
 
 from resnet_fhe.errors import PlanError
 
@@ -40,6 +47,26 @@ def rotation_index(step: int, slots: int) -> int:
     return r - slots if r > slots // 2 else r
 
 
+# Carriers (see the module docstring). "pair-in": ciphertexts 2j and 2j + 1 hold a/sqrt2 and i*b/sqrt2, so
+# their sum a/sqrt2 + i*b/sqrt2 stays within the unit disc and one bootstrap refreshes both; "pair-out":
+# what such a bootstrap leaves once its output w is split as w + conj(w) = sqrt2*a and
+# w - conj(w) = i*sqrt2*b, with no level spent. An odd last ciphertext carries 1 in both.
+REAL, PAIR_IN, PAIR_OUT = "real", "pair-in", "pair-out"
+CARRIERS = (REAL, PAIR_IN, PAIR_OUT)
+
+
+def carrier_factors(carrier: str, ciphertexts: int) -> np.ndarray:
+    """The constant each ciphertext of a register with this carrier holds its slot values times."""
+    if carrier not in CARRIERS:
+        raise PlanError(f"unknown carrier {carrier!r} (one of {', '.join(CARRIERS)})")
+    factors = np.ones(ciphertexts, dtype=np.complex128)
+    if carrier != REAL:
+        even = ciphertexts - ciphertexts % 2
+        magnitude = np.sqrt(0.5) if carrier == PAIR_IN else np.sqrt(2.0)
+        factors[:even:2], factors[1:even:2] = magnitude, 1j * magnitude
+    return factors
+
+
 def depth_of_degree(degree: int) -> int:
     for depth, top in sorted(MAX_DEGREE_AT_DEPTH.items()):
         if degree <= top:
@@ -58,6 +85,7 @@ class _Op:
     layer: str
     level_in: int = field(default=0, kw_only=True)
     level_out: int = field(default=0, kw_only=True)
+    carrier: str = field(default=REAL, kw_only=True)  # what the output's ciphertexts carry
 
     def rotation_keys(self) -> set[int]:
         return set()
@@ -147,13 +175,37 @@ class Polynomial(_Op):
 
 @dataclass
 class Bootstrap(_Op):
-    """Refreshes every ciphertext of the register to the preset's levels_after_bootstrap."""
+    """Refreshes every ciphertext of the register to the preset's levels_after_bootstrap.
+
+    With carrier "pair-out" its input carries "pair-in" and each pair of ciphertexts is added, bootstrapped
+    once and split again by a conjugation: half the bootstraps (plaintext-free key switch per pair)."""
 
     input: str
     output: str
     slots: int
     ciphertexts: int
     kind: ClassVar[str] = "bootstrap"
+
+    @property
+    def paired(self) -> bool:
+        return self.carrier == PAIR_OUT
+
+    @property
+    def bootstraps(self) -> int:
+        """OpenFHE bootstraps per query."""
+        return self.ciphertexts - self.ciphertexts // 2 if self.paired else self.ciphertexts
+
+
+@dataclass
+class ChangeCarrier(_Op):
+    """The same slot values under another carrier: one plaintext product per ciphertext, one level."""
+
+    input: str
+    output: str
+    slots: int
+    ciphertexts: int
+    kind: ClassVar[str] = "carrier"
+    levels: ClassVar[int] = 1
 
 
 @dataclass
@@ -182,12 +234,23 @@ class RotateSum(_Op):
         return {rotation_index(s, self.slots) for s in self.steps} - {0}
 
 
-Op = LinearTransform | Polynomial | Bootstrap | AddTensors | RotateSum
-OP_TYPES: dict[str, type] = {cls.kind: cls for cls in (LinearTransform, Polynomial, Bootstrap, AddTensors, RotateSum)}
+Op = LinearTransform | Polynomial | Bootstrap | AddTensors | RotateSum | ChangeCarrier
+OP_TYPES: dict[str, type] = {cls.kind: cls for cls in (LinearTransform, Polynomial, Bootstrap, AddTensors, RotateSum,
+                                                       ChangeCarrier)}
 
 
 def op_inputs(op: Op) -> list[str]:
     return list(op.inputs) if isinstance(op, AddTensors) else [op.input]
+
+
+def input_carriers(ops: list[Op], input_name: str) -> list[dict[str, str]]:
+    """For each op, the carrier of each register it reads, as the ops before it leave them."""
+    current = {input_name: REAL}
+    seen = []
+    for op in ops:
+        seen.append({name: current[name] for name in op_inputs(op)})
+        current[op.output] = op.carrier
+    return seen
 
 
 def last_readers(ops: list[Op]) -> dict[str, int]:

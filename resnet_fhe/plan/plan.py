@@ -19,11 +19,12 @@ import numpy as np
 
 from resnet_fhe.errors import PlanError
 from resnet_fhe.plan.layout import Layout
-from resnet_fhe.plan.ops import OP_TYPES, BabyStep, Bootstrap, LinearTransform, Op
+from resnet_fhe.plan.ops import OP_TYPES, REAL, BabyStep, Bootstrap, LinearTransform, Op
 from resnet_fhe.plan.params import CkksParameters
 
 # 2: levels are trimmed to what readers need, and the plan records the input's levels.
-PLAN_VERSION = 3  # 3: several images per query, bootstrap figures per slot count
+# 3: several images per query, bootstrap figures per slot count.
+PLAN_VERSION = 4  # 4: carriers and paired bootstraps (plan/ops.py)
 
 
 @dataclass
@@ -108,7 +109,17 @@ class Plan:
 
     @property
     def bootstraps(self) -> int:
+        """Bootstrap ops (each refreshes one register, of one or more ciphertexts)."""
         return sum(isinstance(op, Bootstrap) for op in self.ops)
+
+    def bootstraps_per_query(self) -> int:
+        """OpenFHE bootstraps one query costs (a paired bootstrap op refreshes two ciphertexts with one)."""
+        return sum(op.bootstraps for op in self.ops if isinstance(op, Bootstrap))
+
+    @property
+    def complex_slots(self) -> bool:
+        """Whether some register carries complex factors: its context needs OpenFHE's COMPLEX data type."""
+        return any(op.carrier != REAL for op in self.ops)
 
     def bootstrap_slot_counts(self) -> list[int]:
         """The slot counts the plan bootstraps at (each needs its own bootstrap keys)."""
@@ -225,6 +236,8 @@ def hash_constants(constants: Mapping[str, np.ndarray]) -> str:
 
 def _op_to_dict(op: Op) -> dict[str, Any]:
     data = {"kind": op.kind, **dataclasses.asdict(op)}
+    if data["carrier"] == REAL:  # the common case, left implicit
+        del data["carrier"]
     if isinstance(op, LinearTransform):
         data["babies"] = [[b.offset, b.source, b.key] for b in op.babies]
         data["rotation_keys"] = sorted(op.rotation_keys())

@@ -52,7 +52,7 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
             row["ciphertext_products"] += op.ciphertexts * round(2 * op.degree ** 0.5)
             row["polynomial"] = f"deg {op.degree} (depth {op.depth})"
         elif isinstance(op, Bootstrap):
-            row["bootstraps"] += op.ciphertexts
+            row["bootstraps"] += op.bootstraps
             row["bootstrap_slots"].add(op.slots)
         live[op.output] = plan.registers[op.output].layout.ciphertexts
         held = queries * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
@@ -94,8 +94,9 @@ def render_summary(plan: Plan) -> str:
         f"- levels: {params.fresh_levels} on a fresh ciphertext, {params.levels_after_bootstrap} after "
         f"bootstrapping (bootstrap depth {params.bootstrap_depth})",
         f"- images per query: {plan.images_per_query} (figures below are per query)",
-        f"- **bootstraps: {plan.bootstraps}** (ciphertext bootstraps: "
-        f"{sum(r['bootstraps'] for r in rows)}), rotations: {sum(r['rotations'] for r in rows)}, "
+        f"- **bootstraps: {plan.bootstraps}** (OpenFHE bootstraps per query: {sum(r['bootstraps'] for r in rows)}"
+        f"{', two ciphertexts in one where paired (compiler/pairing.py)' if plan.complex_slots else ''}), "
+        f"rotations: {sum(r['rotations'] for r in rows)}, "
         f"plaintext products: {sum(r['plaintext_products'] for r in rows)}",
         f"- most rotation keys any one op needs (beside bootstrapping): "
         f"{max(r['max_keys_per_op'] for r in rows)}. A layer's row below lists the union over its ops (a "

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from resnet_fhe.plan.cost import towers
-from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Op, Polynomial, RotateSum
+from resnet_fhe.plan.ops import Bootstrap, ChangeCarrier, LinearTransform, Op, Polynomial, RotateSum
 from resnet_fhe.plan.params import CkksParameters
 
 WORK = ("bootstraps", "tower_products", "tower_key_switches", "tower_mults")
@@ -35,7 +35,7 @@ def op_work(op: Op, params: CkksParameters) -> dict[str, float]:
     work = dict.fromkeys(WORK, 0.0)
     level_towers = towers(params, op.level_in)
     if isinstance(op, Bootstrap):
-        work["bootstraps"] = op.ciphertexts
+        work["bootstraps"] = op.bootstraps
     elif isinstance(op, LinearTransform):
         work["tower_products"] = op.terms * level_towers
         work["tower_key_switches"] = op.rotations() * level_towers
@@ -44,8 +44,8 @@ def op_work(op: Op, params: CkksParameters) -> dict[str, float]:
         work["tower_mults"] = op.ciphertexts * polynomial_mults(degree) * level_towers
     elif isinstance(op, RotateSum):
         work["tower_key_switches"] = len(op.steps) * op.ciphertexts * level_towers
-    elif isinstance(op, AddTensors):
-        pass
+    elif isinstance(op, ChangeCarrier):
+        work["tower_products"] = op.ciphertexts * level_towers
     return work
 
 

@@ -136,7 +136,7 @@ class MemoryGuard:
     def end(self, op) -> None:
         peak = self.sampler.window_peak()
         rss = self.sampler.current()
-        bootstraps = op.ciphertexts if op.kind == "bootstrap" else 0
+        bootstraps = op.bootstraps if op.kind == "bootstrap" else 0
         last = self.profiles[-1] if self.profiles else None
         if last is not None and last.layer == op.layer:
             last.seconds = round(time.perf_counter() - self._started, 4)

@@ -51,7 +51,7 @@ class Client:
         server_dir, client_dir = Path(server_dir), Path(client_dir)
         for folder in (server_dir / "rotations", server_dir / "bootstrap", client_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        context = build_context(plan.params)
+        context = build_context(plan.params, complex_slots=plan.complex_slots)
         slot_counts = plan.bootstrap_slot_counts()
         pair = context.KeyGen()
         context.EvalMultKeyGen(pair.secretKey)
