@@ -165,7 +165,8 @@ def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any
 
     model = NoiseModel.from_params(plan) if noise else None
     if model is not None and bootstrap_error_bits is not None:
-        model = dataclasses.replace(model, bootstrap_sigma=2.0 ** -bootstrap_error_bits)
+        model = dataclasses.replace(model, bootstrap_sigma=2.0 ** -bootstrap_error_bits,
+                                    paired_bootstrap_sigma=2.0 ** -bootstrap_error_bits)
     backend = SimulatorBackend(plan, noise=model, dtype=np.float32, tabulate=True)
     parts = []
     for start in range(0, len(images), chunk):
@@ -177,6 +178,7 @@ def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any
              + ", ".join(f"{k} ({v:.2f})" for k, v in list(out_of_range.items())[:4]))
     result.update(preset=plan.params.name, bootstraps=plan.bootstraps, noise=noise,
                   noise_model=None if model is None else {"bootstrap_sigma": model.bootstrap_sigma,
+                                                          "paired_bootstrap_sigma": model.sigma("paired bootstrap"),
                                                           "rescale_sigma": model.rescale_sigma},
                   polynomial_inputs_out_of_range=out_of_range,
                   max_polynomial_input=max(backend.diagnostics.max_input.values(), default=0.0))

@@ -24,18 +24,25 @@ from resnet_fhe.plan.plan import Plan
 class NoiseModel:
     """Standard deviations of the Gaussian error added to every slot (in stored, scaled units).
 
-    A paired bootstrap (compiler/pairing.py) refreshes a/sqrt2, so the error it leaves on a is sqrt2 times
-    `bootstrap_sigma`."""
+    `paired_bootstrap_sigma`: what a paired bootstrap (compiler/pairing.py) leaves on each of its two
+    registers; it refreshes a/sqrt2, so without a measurement it is taken as sqrt2 times `bootstrap_sigma`."""
 
     bootstrap_sigma: float
     rescale_sigma: float
+    paired_bootstrap_sigma: float | None = None
 
     @classmethod
     def from_params(cls, plan: Plan) -> NoiseModel:
-        """The preset's measured bootstrap error at the slot count the plan bootstraps at (the widest)."""
+        """The preset's measured bootstrap errors at the slot count the plan bootstraps at (the widest)."""
         params = plan.params
         slots = max(plan.bootstrap_slot_counts(), default=params.max_slots)
-        return cls(2.0 ** -params.bootstrap_precision_at(slots), 2.0 ** -(params.scale_bits - 20))
+        return cls(2.0 ** -params.bootstrap_precision_at(slots), 2.0 ** -(params.scale_bits - 20),
+                   2.0 ** -params.paired_bootstrap_precision_at(slots))
+
+    def sigma(self, where: str) -> float:
+        if where == "paired bootstrap":
+            return self.paired_bootstrap_sigma or np.sqrt(2) * self.bootstrap_sigma
+        return {"bootstrap": self.bootstrap_sigma, "rescale": self.rescale_sigma}[where]
 
 
 @dataclass
@@ -133,8 +140,7 @@ class SimulatorBackend:
     def _noisy(self, cts: list[np.ndarray], where: str) -> list[np.ndarray]:
         if self.noise is None:
             return cts
-        sigma = {"bootstrap": self.noise.bootstrap_sigma, "paired bootstrap": np.sqrt(2) * self.noise.bootstrap_sigma,
-                 "rescale": self.noise.rescale_sigma}[where]
+        sigma = self.noise.sigma(where)
         return [c + self.dtype(sigma) * self.rng.standard_normal(c.shape, dtype=self.dtype) for c in cts]
 
     def _polynomial(self, op: Polynomial, cts: list[np.ndarray]) -> list[np.ndarray]:

@@ -17,11 +17,14 @@ class BootstrapFigures:
     """Bootstrapping at one slot count, measured with bench/bootstrap_precision.py: the error's standard
     deviation as -log2 (the noise model's), the number of keys (the memory estimate's) and the rotation
     steps (modulo N/2) among them (a linear layer's rotation that is one of them uses the bootstrap key
-    instead of its own, plan/residency.py)."""
+    instead of its own, plan/residency.py). `paired_precision_bits`: the error a paired bootstrap
+    (compiler/pairing.py) leaves on each of its two registers' values, in their own units (`--complex-pair`
+    measures it on a/sqrt2, so this is half a bit less than what that reports)."""
 
     precision_bits: float
     key_count: int
     rotations: tuple[int, ...] = ()
+    paired_precision_bits: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,14 @@ class CkksParameters:
         figures = self.bootstrap_figures(slots)
         return figures.precision_bits if figures is not None else self.bootstrap_precision_bits
 
+    def paired_bootstrap_precision_at(self, slots: int) -> float:
+        """A paired bootstrap's error (-log2) at `slots`: measured, else half a bit worse than a single one
+        (it refreshes a/sqrt2; the one measurement, at 32,768 slots, found it no worse)."""
+        figures = self.bootstrap_figures(slots)
+        if figures is not None and figures.paired_precision_bits is not None:
+            return figures.paired_precision_bits
+        return self.bootstrap_precision_at(slots) - 0.5
+
     def to_dict(self) -> dict:
         data = {**asdict(self), "level_budget": list(self.level_budget), "bootstrap_dim1": list(self.bootstrap_dim1)}
         data["bootstrap_measured"] = {str(slots): {**asdict(f), "rotations": list(f.rotations)}
@@ -103,7 +114,8 @@ class CkksParameters:
         data["level_budget"] = tuple(data["level_budget"])
         data["bootstrap_dim1"] = tuple(data.get("bootstrap_dim1", (0, 0)))
         data["bootstrap_measured"] = {
-            int(slots): BootstrapFigures(f["precision_bits"], f["key_count"], tuple(f.get("rotations", ())))
+            int(slots): BootstrapFigures(f["precision_bits"], f["key_count"], tuple(f.get("rotations", ())),
+                                         f.get("paired_precision_bits"))
             for slots, f in data.get("bootstrap_measured", {}).items()}
         return cls(**data)
 

@@ -8,11 +8,22 @@ from pathlib import Path
 
 
 def cpu_model() -> str:
-    """The CPU's model name (as lscpu shows it), from /proc/cpuinfo where there is one."""
+    """The CPU's model name (as lscpu shows it), with its family and model numbers and whether it has
+    AVX-512, from /proc/cpuinfo where there is one: hosts that all call themselves "AMD EPYC" have
+    differed 1.6x in the reference's speed and less in resnet-fhe's."""
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break  # the first processor's block is enough
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+        if "model name" in fields:
+            details = [f"family {fields[k]}" if k == "cpu family" else f"model {fields[k]}"
+                       for k in ("cpu family", "model") if k in fields]
+            if "avx512f" in fields.get("flags", "").split():
+                details.append("AVX-512")
+            return f"{fields['model name']} ({', '.join(details)})" if details else fields["model name"]
     except OSError:
         pass
     return platform.processor() or "unknown"
