@@ -136,8 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         packed_choice = choose_packing(args, len(packed_data), options) if packed_data is not None else None
         if args.packed_only:
             earlier_run = json.loads(args.skip_reference.read_text())
-            if not {"resnet_fhe", "reference"} <= earlier_run.keys():
-                raise ResnetFheError(f"{args.skip_reference} is not a JSON of this script")
+            single_keys = {"server_seconds", "peak_rss_gb", "preset"}
+            if not {"resnet_fhe", "reference"} <= earlier_run.keys() \
+                    or not single_keys <= earlier_run["resnet_fhe"].keys() \
+                    or "seconds_per_image" not in earlier_run["reference"]:
+                raise ResnetFheError(f"{args.skip_reference} is not a JSON of this script with single-image runs")
+            if earlier_run["resnet_fhe"]["preset"] != args.preset or earlier_run.get("threads") != args.threads:
+                raise ResnetFheError(f"{args.skip_reference} was measured with preset "
+                                     f"{earlier_run['resnet_fhe']['preset']} and {earlier_run.get('threads')} "
+                                     f"threads, not {args.preset} and {args.threads}")
             plan = packed_choice.plan
         else:
             plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.packed_only:
         result = {**earlier_run, "single_from": str(args.skip_reference),
+                  "reference_from": f"{args.skip_reference} ({earlier_run.get('reference_from')})",
                   "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d")}
         result["packed"], result["packed_ratios"] = packed_run(args, packed_data, packed_choice,
                                                                result["resnet_fhe"], result["reference"])
@@ -263,6 +271,7 @@ def packed_run(args: argparse.Namespace, data, choice, single: dict, reference: 
 
     from resnet_fhe.ir import run_graph
     from resnet_fhe.models import load_model
+    from resnet_fhe.profiling.machine import cpu_model
     from resnet_fhe.runtime.local import LocalDeployment
 
     log(f"resnet-fhe on test images {args.start}-{args.start + len(data) - 1}, packed: {choice.reason} ...")
@@ -270,6 +279,7 @@ def packed_run(args: argparse.Namespace, data, choice, single: dict, reference: 
     plain = run_graph(load_model("resnet20"), data.images / 255.0)
     packed = {
         "images": len(data), "test_images": [args.start, args.start + len(data) - 1],
+        "cpu": cpu_model(), "threads": args.threads,
         "images_per_query": choice.images_per_query, "queries": choice.queries,
         "bootstraps_per_query": choice.plan.bootstraps_per_query(), "paired": choice.plan.complex_slots,
         "server_seconds": round(run.seconds, 2), "seconds_per_image": round(run.seconds_per_image, 2),

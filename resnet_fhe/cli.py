@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--noise", action="store_true", help="simulate CKKS error (bootstrap precision)")
     evaluate.add_argument("--bootstrap-error-bits", type=float, default=None, metavar="BITS",
                           help="with --noise: a bootstrap error of std 2^-BITS instead of the preset's measured "
-                               "one (what-if for settings not yet measured)")
+                               "one, for single and paired bootstraps alike (what-if for settings not yet measured)")
     evaluate.add_argument("--images", type=int, default=None, help="number of images (default: all)")
     evaluate.add_argument("--start", type=int, default=0, help="index of the first image")
     evaluate.add_argument("--split", choices=["test", "train"], default="test")

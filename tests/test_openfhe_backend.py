@@ -143,3 +143,14 @@ def test_paired_bootstraps_under_real_encryption_match_the_unpaired_plan():
     backend = openfhe_backend.OpenFHEBackend(paired, keys.context)
     got = backend.decrypt(backend.run(backend.encrypt(images, keys.public_key)), keys.secret_key)
     assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
+
+
+def test_the_backend_refuses_a_plan_whose_output_is_not_real(setup):
+    """Decryption reads real parts: a plan whose output carries a complex factor is refused up front."""
+    import copy
+
+    plan, keys, _ = setup
+    tampered = copy.deepcopy(plan)
+    tampered.ops[-1].carrier = "pair-in"
+    with pytest.raises(PlanError, match="real"):
+        openfhe_backend.OpenFHEBackend(tampered, keys.context)

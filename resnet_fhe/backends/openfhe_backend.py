@@ -114,6 +114,18 @@ def generate_keys(plan: Plan) -> KeySet:
     return KeySet(context, pair.publicKey, pair.secretKey)
 
 
+def _check_carriers(plan: Plan) -> None:
+    """What the backend relies on and the compiler guarantees: known carriers, real polynomial outputs
+    (a series cannot apply a factor) and a real output register (decryption reads real parts)."""
+    for op in plan.ops:
+        carrier_factors(op.carrier, 0)  # raises PlanError on an unknown carrier
+        if isinstance(op, Polynomial | RotateSum) and op.carrier != REAL:
+            raise PlanError(f"{op.name}: a {op.kind} op cannot output carrier {op.carrier}")
+    last = next((op for op in reversed(plan.ops) if op.output == plan.output), None)
+    if last is not None and last.carrier != REAL:
+        raise PlanError(f"the plan's output {plan.output} carries {last.carrier}; decryption needs it real")
+
+
 class OpenFHEBackend:
     """Evaluates a plan on ciphertexts; needs the context with evaluation keys loaded, never the secret key."""
 
@@ -123,9 +135,10 @@ class OpenFHEBackend:
         self.plan, self.cc = plan, context
         self.order = context.GetCyclotomicOrder()
         self.rescale_registers = rescale_registers
-        # What each op's inputs carry (plan/ops.py): fixed by the plan, so worked out once.
-        self.carriers_in = {op.name: carriers for op, carriers in
+        # What each op's inputs carry (plan/ops.py): fixed by the plan, so worked out (and checked) once.
+        self.carriers_in = {id(op): carriers for op, carriers in
                             zip(plan.ops, input_carriers(plan.ops, plan.input), strict=True)}
+        _check_carriers(plan)
 
     def levels_left(self, ct: object) -> int:
         """Levels a ciphertext can still spend: its RNS towers beyond the first, less the rescale that an
@@ -231,7 +244,7 @@ class OpenFHEBackend:
         return [self._apply(op, query) for query in registers]
 
     def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
-        carriers = self.carriers_in[op.name]
+        carriers = self.carriers_in[id(op)]
         if isinstance(op, Polynomial):
             factors = carrier_factors(carriers[op.input], op.ciphertexts)
             return [self._polynomial(op, ct, factor) for ct, factor in zip(registers[op.input], factors, strict=True)]
@@ -260,11 +273,11 @@ class OpenFHEBackend:
         """Each ciphertext refreshed; paired (carrier pair-in): w = a/sqrt2 + i*b/sqrt2 bootstrapped once and
         split into w + conj(w) = sqrt2*a and w - conj(w) = i*sqrt2*b (conj: the bootstrap keys' own
         conjugation key; compiler/pairing.py)."""
-        if op.paired != (carrier == PAIR_IN):
+        if carrier != (PAIR_IN if op.paired else REAL):
             raise PlanError(f"{op.name}: a {'paired' if op.paired else 'single'} bootstrap of a register "
                             f"carrying {carrier} (a compiler bug)")
         groups = [cts[i:i + 2] for i in range(0, len(cts), 2)] if op.paired else [[ct] for ct in cts]
-        result = []
+        result, keys = [], None
         for group in groups:
             ct = group[0] if len(group) == 1 else self.cc.EvalAdd(group[0], group[1])
             ct = self.trim(ct, BOOTSTRAP_HEADROOM)  # the register may keep levels for other readers
@@ -273,7 +286,8 @@ class OpenFHEBackend:
             if len(group) == 1:
                 result.append(refreshed)
                 continue
-            keys = self.cc.GetEvalAutomorphismKeyMap(refreshed.GetKeyTag())
+            if keys is None:
+                keys = self.cc.GetEvalAutomorphismKeyMap(refreshed.GetKeyTag())
             conjugate = self.cc.EvalAutomorphism(refreshed, self.order - 1, keys)
             result += [self.cc.EvalAdd(refreshed, conjugate), self.cc.EvalSub(refreshed, conjugate)]
         return result
@@ -334,8 +348,8 @@ class OpenFHEBackend:
         biases = self.plan.constants[f"{op.constants}.bias"] if op.has_bias else None
         # Carriers (plan/ops.py) folded into the diagonals: output factor over input factor, per term.
         factor_out = carrier_factors(op.carrier, op.outputs)
-        factor_in = carrier_factors(self.carriers_in[op.name][op.input], op.inputs)
-        folded = op.carrier != REAL or self.carriers_in[op.name][op.input] != REAL
+        factor_in = carrier_factors(self.carriers_in[id(op)][op.input], op.inputs)
+        folded = op.carrier != REAL or self.carriers_in[id(op)][op.input] != REAL
         babies = [self._baby_steps(op, cts) for cts in batch]
         outputs: list[list[object]] = [[] for _ in batch]
         for out_ct in range(op.outputs):

@@ -119,7 +119,9 @@ class SimulatorBackend:
                 result = self._noisy(self._polynomial(op, registers[op.input]), "rescale")
             elif isinstance(op, Bootstrap):
                 self.diagnostics.record(op.name, registers[op.input])
-                result = self._noisy(registers[op.input], "paired bootstrap" if op.paired else "bootstrap")
+                cts = registers[op.input]
+                paired = len(cts) - len(cts) % 2 if op.paired else 0  # an odd last one goes alone
+                result = self._noisy(cts[:paired], "paired bootstrap") + self._noisy(cts[paired:], "bootstrap")
             elif isinstance(op, ChangeCarrier):
                 result = self._noisy(registers[op.input], "rescale")
             elif isinstance(op, AddTensors):

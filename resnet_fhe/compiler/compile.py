@@ -219,7 +219,7 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
     if options.uniform_bootstrap_slots:
         widen_bootstraps(ops)
     if options.pair_bootstraps:
-        ops = pair_bootstraps(ops, lowerer.registers, graph.input.name, params)
+        ops = pair_bootstraps(ops, lowerer.registers, params)
     output = graph.output
     input_levels = trim_levels(ops, graph.input.name, output.name)
     plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].size,

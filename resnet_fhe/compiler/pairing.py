@@ -41,8 +41,7 @@ from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Register
 
 
-def pair_bootstraps(ops: list[Op], registers: dict[str, Register], input_name: str,
-                    params: CkksParameters) -> list[Op]:
+def pair_bootstraps(ops: list[Op], registers: dict[str, Register], params: CkksParameters) -> list[Op]:
     """`ops` as placed by levels.place_bootstraps (levels_in/out: what is available), with every bootstrap
     at full packing that can be paired made so, and the ChangeCarrier ops that needs; before trim_levels.
     Registers for new carrier copies are added to `registers`."""
@@ -52,7 +51,7 @@ def pair_bootstraps(ops: list[Op], registers: dict[str, Register], input_name: s
     while index < len(ops):
         op = ops[index]
         if isinstance(op, Bootstrap) and op.slots == full and op.ciphertexts >= 2 and op.carrier == REAL:
-            paired = _pair(ops, index, registers, input_name, params)
+            paired = _pair(ops, index, registers, params)
             if paired is not None:
                 ops, index = paired
         index += 1
@@ -74,7 +73,7 @@ def _writer(ops: list[Op], before: int, name: str) -> int | None:
     return next((i for i in range(before - 1, -1, -1) if ops[i].output == name), None)
 
 
-def _pair(ops: list[Op], index: int, registers: dict[str, Register], input_name: str,
+def _pair(ops: list[Op], index: int, registers: dict[str, Register],
           params: CkksParameters) -> tuple[list[Op], int] | None:
     """The ops with bootstrap `index` paired and where it now sits, or None where it cannot be."""
     bootstrap = ops[index]
@@ -102,19 +101,19 @@ def _pair(ops: list[Op], index: int, registers: dict[str, Register], input_name:
             available = params.fresh_levels if source is None else ops[source].level_out
             if available < made.level_in + 1:
                 return None
-            copy = f"{operand}.{PAIR_IN}"
+            copy = f"{operand}.{PAIR_IN}@{made.name}"  # one copy per add: names stay unique
             change = ChangeCarrier(copy, made.layer, operand, copy, made.slots, made.ciphertexts,
                                    level_in=available, level_out=available - 1, carrier=PAIR_IN)
             inserts.append((producer, change))
             steps.append(lambda slot=slot, copy=copy, operand=operand: (
                 made.inputs.__setitem__(slot, copy), registers.setdefault(copy, registers[operand])))
         steps.append(lambda: setattr(made, "carrier", PAIR_IN))
-    elif isinstance(made, Polynomial) and made.carrier == REAL:
+    elif isinstance(made, Polynomial):  # its output is real: change it in place, just before the bootstrap
         if made.level_out - 1 < BOOTSTRAP_HEADROOM:
             return None
-        inserts.append((producer + 1, ChangeCarrier(f"{name}.{PAIR_IN}", made.layer, name, name, made.slots,
-                                                    made.ciphertexts, level_in=made.level_out,
-                                                    level_out=made.level_out - 1, carrier=PAIR_IN)))
+        inserts.append((index, ChangeCarrier(f"{name}.{PAIR_IN}", made.layer, name, name, made.slots,
+                                             made.ciphertexts, level_in=made.level_out,
+                                             level_out=made.level_out - 1, carrier=PAIR_IN)))
     else:
         return None
     for step in steps:

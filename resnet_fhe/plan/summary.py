@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from resnet_fhe.plan.cost import baby_step_bytes, bootstrap_bytes, ciphertext_bytes, key_bytes, linear_group_size
-from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial, RotateSum, last_readers, op_inputs
+from resnet_fhe.plan.ops import (
+    Bootstrap,
+    ChangeCarrier,
+    LinearTransform,
+    Polynomial,
+    RotateSum,
+    last_readers,
+    op_inputs,
+)
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.plan.timing import OpCosts, op_work
@@ -53,6 +61,8 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
             row["polynomial"] = f"deg {op.degree} (depth {op.depth})"
         elif isinstance(op, Bootstrap):
             row["bootstraps"] += op.bootstraps
+        elif isinstance(op, ChangeCarrier):
+            row["plaintext_products"] += op.ciphertexts
             row["bootstrap_slots"].add(op.slots)
         live[op.output] = plan.registers[op.output].layout.ciphertexts
         held = queries * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
