@@ -138,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     logits = plain
     if args.mode == "simulate":
         logits = simulate_logits(compile_plan(args, cached=True), data.images, args.noise, result,
-                                 bootstrap_error_bits=args.bootstrap_error_bits)
+                                 bootstrap_error_bits=args.bootstrap_error_bits, seed=args.seed)
     elif args.mode == "encrypted":
         logits = encrypted_logits(batch_plan(args, len(data), result), data.images, args, result)
     correct = int((logits.argmax(axis=1) == data.labels).sum())
@@ -156,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any], chunk: int = 256,
-                    bootstrap_error_bits: float | None = None) -> np.ndarray:
+                    bootstrap_error_bits: float | None = None, seed: int = 0) -> np.ndarray:
     """The plan's logits in the simulator; with `noise`, CKKS error as the preset measured it, or a bootstrap
     error of std 2^-bootstrap_error_bits: what a setting not yet built would do to accuracy."""
     import dataclasses
@@ -167,7 +167,7 @@ def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any
     if model is not None and bootstrap_error_bits is not None:
         model = dataclasses.replace(model, bootstrap_sigma=2.0 ** -bootstrap_error_bits,
                                     paired_bootstrap_sigma=2.0 ** -bootstrap_error_bits)
-    backend = SimulatorBackend(plan, noise=model, dtype=np.float32, tabulate=True)
+    backend = SimulatorBackend(plan, noise=model, dtype=np.float32, tabulate=True, seed=seed)
     parts = []
     for start in range(0, len(images), chunk):
         parts.append(backend.run(images[start:start + chunk] / 255.0))
@@ -176,7 +176,7 @@ def simulate_logits(plan, images: np.ndarray, noise: bool, result: dict[str, Any
     if out_of_range:
         _log(f"warning: inputs left [-1, 1] at {len(out_of_range)} polynomials/bootstraps: "
              + ", ".join(f"{k} ({v:.2f})" for k, v in list(out_of_range.items())[:4]))
-    result.update(preset=plan.params.name, bootstraps=plan.bootstraps, noise=noise,
+    result.update(preset=plan.params.name, bootstraps=plan.bootstraps, noise=noise, seed=seed,
                   noise_model=None if model is None else {"bootstrap_sigma": model.bootstrap_sigma,
                                                           "paired_bootstrap_sigma": model.sigma("paired bootstrap"),
                                                           "rescale_sigma": model.rescale_sigma},
@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bootstrap-error-bits", type=float, default=None, metavar="BITS",
                           help="with --noise: a bootstrap error of std 2^-BITS instead of the preset's measured "
                                "one, for single and paired bootstraps alike (what-if for settings not yet measured)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="with --noise: the noise draw (accuracy moves by a few images in 10,000 between draws)")
     evaluate.add_argument("--images", type=int, default=None, help="number of images (default: all)")
     evaluate.add_argument("--start", type=int, default=0, help="index of the first image")
     evaluate.add_argument("--split", choices=["test", "train"], default="test")

@@ -33,6 +33,11 @@ def test_evaluate_simulate_and_compile(tmp_path, capsys, cifar_dir):
     assert "agreement" in capsys.readouterr().out
     assert main(["evaluate", "--mode", "simulate", "--plan", str(tmp_path / "plan.json"), "--sample",
                  "--images", "4", "--noise", "--bootstrap-error-bits", "4", "--json", str(out), *args]) == 0
-    assert json.loads(out.read_text())["noise_model"]["bootstrap_sigma"] == 2.0 ** -4
+    first = json.loads(out.read_text())
+    assert first["noise_model"]["bootstrap_sigma"] == first["noise_model"]["paired_bootstrap_sigma"] == 2.0 ** -4
+    assert main(["evaluate", "--mode", "simulate", "--plan", str(tmp_path / "plan.json"), "--sample", "--images",
+                 "4", "--noise", "--bootstrap-error-bits", "4", "--seed", "1", "--json", str(out), *args]) == 0
+    other = json.loads(out.read_text())  # another noise draw: other logits
+    assert other["seed"] == 1 and other["max_abs_logit_error"] != first["max_abs_logit_error"]
     assert main(["evaluate", "--mode", "simulate", "--sample", "--images", "4", "--bootstrap-error-bits", "4",
                  *args]) == 2  # without --noise it would mean nothing
