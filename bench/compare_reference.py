@@ -172,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                   "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d")}
         result["packed"], result["packed_ratios"] = packed_run(args, packed_data, packed_choice,
                                                                result["resnet_fhe"], result["reference"])
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-        log(f"wrote {args.json}")
+        write_result(args.json, result)
         print(markdown_table(result))
         return 0
     plain = run_graph(load_model("resnet20"), data.images / 255.0).argmax(1)
@@ -235,15 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    log(f"wrote {args.json}")
+    write_result(args.json, result)
     if packed_choice is not None:  # written again with the packed figures once they exist
         result["packed"], result["packed_ratios"] = packed_run(args, packed_data, packed_choice, resnet, reference)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-        log(f"wrote {args.json} with the packed run")
+        write_result(args.json, result, "with the packed run")
     print(markdown_table(result))
     return 0
+
+
+def write_result(path: Path, result: dict, what: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    log(f"wrote {path} {what}".rstrip())
 
 
 def choose_packing(args: argparse.Namespace, images: int, options):

@@ -22,8 +22,6 @@ error; the preset's `paired_precision_bits`, which the simulator's noise model u
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from resnet_fhe.plan.ops import (
     BOOTSTRAP_HEADROOM,
     PAIR_IN,
@@ -86,28 +84,28 @@ def _pair(ops: list[Op], index: int, registers: dict[str, Register],
     if producer is None or any(not isinstance(ops[i], LinearTransform)
                                for i in _readers(ops, producer + 1, name) if i != index):
         return None
-    steps: list[Callable[[], None]] = []  # applied only once every check has passed
+    # Decided first, applied only once every check has passed.
+    marked: list[Op] = []  # ops whose output becomes pair-in
+    renames: list[tuple[int, str, str]] = []  # (operand slot of the add, carrier copy, original register)
     inserts: list[tuple[int, Op]] = []  # (position in the original list, op)
     made = ops[producer]
     if isinstance(made, LinearTransform):
-        steps.append(lambda: setattr(made, "carrier", PAIR_IN))
+        marked.append(made)
     elif isinstance(made, AddTensors):
         for slot, operand in enumerate(made.inputs):
             source = _writer(ops, producer, operand)
             if source is not None and isinstance(ops[source], LinearTransform) \
                     and _readers(ops, source + 1, operand) == [producer]:
-                steps.append(lambda op=ops[source]: setattr(op, "carrier", PAIR_IN))
+                marked.append(ops[source])
                 continue
             available = params.fresh_levels if source is None else ops[source].level_out
             if available < made.level_in + 1:
                 return None
             copy = f"{operand}.{PAIR_IN}@{made.name}"  # one copy per add: names stay unique
-            change = ChangeCarrier(copy, made.layer, operand, copy, made.slots, made.ciphertexts,
-                                   level_in=available, level_out=available - 1, carrier=PAIR_IN)
-            inserts.append((producer, change))
-            steps.append(lambda slot=slot, copy=copy, operand=operand: (
-                made.inputs.__setitem__(slot, copy), registers.setdefault(copy, registers[operand])))
-        steps.append(lambda: setattr(made, "carrier", PAIR_IN))
+            inserts.append((producer, ChangeCarrier(copy, made.layer, operand, copy, made.slots, made.ciphertexts,
+                                                    level_in=available, level_out=available - 1, carrier=PAIR_IN)))
+            renames.append((slot, copy, operand))
+        marked.append(made)
     elif isinstance(made, Polynomial):  # its output is real: change it in place, just before the bootstrap
         if made.level_out - 1 < BOOTSTRAP_HEADROOM:
             return None
@@ -116,8 +114,11 @@ def _pair(ops: list[Op], index: int, registers: dict[str, Register],
                                              level_out=made.level_out - 1, carrier=PAIR_IN)))
     else:
         return None
-    for step in steps:
-        step()
+    for op in marked:
+        op.carrier = PAIR_IN
+    for slot, copy, operand in renames:
+        made.inputs[slot] = copy
+        registers.setdefault(copy, registers[operand])
     bootstrap.carrier = PAIR_OUT
     result = list(ops)
     for position, op in sorted(inserts, key=lambda item: item[0], reverse=True):
