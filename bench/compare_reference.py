@@ -43,6 +43,8 @@ def log(message: str) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    from resnet_fhe.compiler.compile import SHALLOW_TRANSITIONS_HELP
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2, help="test images (each classified alone by both)")
     parser.add_argument("--start", type=int, default=0, help="index of the first CIFAR-10 test image")
@@ -65,6 +67,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                              "only the packed batch")
     parser.add_argument("--no-pairing", dest="pair_bootstraps", action="store_false",
                         help="resnet-fhe bootstraps every ciphertext alone (compiler/pairing.py)")
+    parser.add_argument("--shallow-transitions", action="store_true",
+                        help=SHALLOW_TRANSITIONS_HELP)
     parser.add_argument("--budget-gb", type=float, default=15.0,
                         help="memory budget the packing is chosen under (default 15 GB)")
     parser.add_argument("--json", type=Path, default=Path("results/compare-reference.json"))
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "test images")
         packed_data = data.take(args.packed_images, args.start) if args.packed_images else None
         data = data.take(args.images, args.start)
-        options = CompileOptions(pair_bootstraps=args.pair_bootstraps)
+        options = CompileOptions(pair_bootstraps=args.pair_bootstraps, shallow_transitions=args.shallow_transitions)
         if args.relu_form is not None:
             options = dataclasses.replace(options, relu_form=args.relu_form)
         # Chosen (and compiled) first: a failure here must not come after hours of runs.

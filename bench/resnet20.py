@@ -30,7 +30,8 @@ def log(message: str) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    from resnet_fhe.compiler.compile import CompileOptions  # numpy only: OpenMP settings come later
+    # numpy only: OpenMP settings come later
+    from resnet_fhe.compiler.compile import SHALLOW_TRANSITIONS_HELP, CompileOptions
     from resnet_fhe.compiler.packing import images_per_query_arg
     from resnet_fhe.compiler.polynomial import RELU_FORMS
 
@@ -51,6 +52,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="ReLU stand-in: any Chebyshev series, or a*x + even(x) (faster, same depth)")
     parser.add_argument("--no-pairing", dest="pair_bootstraps", action="store_false",
                         help="bootstrap every ciphertext alone, not two as one (compiler/pairing.py)")
+    parser.add_argument("--shallow-transitions", action="store_true",
+                        help=SHALLOW_TRANSITIONS_HELP)
     parser.add_argument("--simulate", action="store_true", help="the simulator instead of real CKKS")
     parser.add_argument("--no-noise", action="store_true", help="simulate without the CKKS noise model")
     parser.add_argument("--store", type=Path, default=None,
@@ -123,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     def compile_with(images_per_query: int):
         options = CompileOptions(relu_form=args.relu_form, images_per_query=images_per_query,
-                                 pair_bootstraps=args.pair_bootstraps)
+                                 pair_bootstraps=args.pair_bootstraps,
+                                 shallow_transitions=args.shallow_transitions)
         return compile_model_cached(args.model, args.preset, options, calibration_images, args.data_dir)
 
     if args.simulate:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
-from resnet_fhe.compiler.compile import CompileOptions
+from resnet_fhe.compiler.compile import SHALLOW_TRANSITIONS_HELP, CompileOptions
 from resnet_fhe.compiler.packing import images_per_query_arg
 from resnet_fhe.compiler.polynomial import RELU_FORMS
 from resnet_fhe.errors import InputError, ResnetFheError
@@ -71,7 +71,8 @@ def compile_plan(args: argparse.Namespace, cached: bool = False, images_per_quer
     packing = asked or 1
     check_packing(load_model(args.model), load_preset(args.preset), packing)
     options = CompileOptions(margin=args.margin, relu_error=args.relu_error, relu_form=args.relu_form,
-                             images_per_query=packing, pair_bootstraps=args.pair_bootstraps)
+                             images_per_query=packing, pair_bootstraps=args.pair_bootstraps,
+                             shallow_transitions=args.shallow_transitions)
     compile_fn = compile_model_cached if cached else compile_model
     plan = compile_fn(args.model, args.preset, options, args.calibration_images, args.data_dir)
     _log(f"compiled {args.model} for {args.preset} ({packing} image(s) per query) in "
@@ -293,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "about half the encrypted evaluation time)")
         command.add_argument("--no-pairing", dest="pair_bootstraps", action="store_false",
                              help="bootstrap every ciphertext alone, not two as one (compiler/pairing.py)")
+        command.add_argument("--shallow-transitions", action="store_true",
+                             help=SHALLOW_TRANSITIONS_HELP)
         command.add_argument("--data-dir", type=Path, default=None,
                              help="CIFAR-10 python batches (default: $RESNET_FHE_CIFAR10_DIR or ../shared/data)")
         command.add_argument("--images-per-query", type=images_per_query_arg, default=None,

@@ -10,6 +10,7 @@ from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
 from resnet_fhe.compiler.polynomial import relative_error, relu_chebyshev, relu_degree
 from resnet_fhe.errors import CalibrationError, CompileError, PlanError
 from resnet_fhe.ir import fold_batchnorm, run_graph
+from resnet_fhe.ir.graph import Conv2d, ReLU
 from resnet_fhe.models import ResNetSpec, build_cifar_resnet, random_resnet_weights
 from resnet_fhe.plan.ops import (
     MAX_DEGREE_AT_DEPTH,
@@ -105,6 +106,35 @@ def test_levels_are_trimmed_to_what_readers_need():
     bootstraps = [op for op in plan.ops if isinstance(op, Bootstrap)]
     assert bootstraps and all(op.level_in == 1 for op in bootstraps)
     assert any(op.level_out < params.levels_after_bootstrap for op in bootstraps)
+
+
+def test_a_relu_before_a_stage_transition_leaves_the_strided_layers_their_levels():
+    """With shallow_transitions the ReLU that feeds a strided convolution (three linear levels: full,
+    subsample, pack) gets a polynomial that leaves them those levels and the one bootstrapping keeps, so
+    no bootstrap comes between them; by default it keeps the deepest polynomial and one more bootstrap
+    per stage transition follows. Both compute the network."""
+    spec = ResNetSpec(depth=14, widths=(4, 8, 16), input_shape=(3, 24, 24))
+    graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=4), fold_normalization=True))
+    params = toy_params(1 << 14)
+    deep = compile_for_test(graph, params, relu_error=1e-6)  # every ReLU as deep as it may be
+    shallow = compile_for_test(graph, params, relu_error=1e-6, shallow_transitions=True)
+    before_transition = [node.name for node in graph.nodes if isinstance(node, ReLU) and any(
+        isinstance(reader, Conv2d) and reader.stride > 1 for reader in graph.consumers(node.name))]
+    assert len(before_transition) == 2
+    for name, activation in shallow.activations.items():
+        full_depth = params.levels_after_bootstrap - 1 - 1
+        assert activation["depth"] == (full_depth - 2 if name in before_transition else full_depth), name
+        assert deep.activations[name]["depth"] == full_depth
+    def refreshed(plan: Plan) -> set[str]:
+        return {op.input for op in plan.ops if isinstance(op, Bootstrap)} & set(before_transition)
+
+    # A ReLU reached from the fresh ciphertext's levels may still need one (the first stage here).
+    assert refreshed(shallow) < refreshed(deep)
+    assert shallow.bootstraps == deep.bootstraps - len(refreshed(deep) - refreshed(shallow))
+    x = random_images(4, (3, 24, 24), seed=6).images / 255.0
+    for plan in (shallow, deep):
+        np.testing.assert_allclose(SimulatorBackend(plan, exact_activations=True).run(x), run_graph(graph, x),
+                                   atol=1e-8)
 
 
 def test_too_few_levels_is_a_clear_error():

@@ -28,6 +28,16 @@ def test_checked_in_plan_equals_fresh_compile(plan):
         + "\n".join(differences[:10]))
 
 
+def test_checked_in_summary_renders_from_the_checked_in_plan():
+    """The .md beside the plan is what `resnet-fhe compile` renders from it (bootstrap slots included)."""
+    from resnet_fhe.plan.plan import Plan
+    from resnet_fhe.plan.summary import render_summary
+
+    summary = render_summary(Plan.load(CHECKED_IN))
+    assert "| 1 (16384) |" in summary
+    assert summary == CHECKED_IN.with_suffix(".md").read_text()
+
+
 def test_exact_relu_plan_reproduces_plaintext_logits(plan):
     images = load_sample().images[:4] / 255.0
     expected = run_graph(load_model("resnet20"), images)

@@ -61,9 +61,9 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
             row["polynomial"] = f"deg {op.degree} (depth {op.depth})"
         elif isinstance(op, Bootstrap):
             row["bootstraps"] += op.bootstraps
+            row["bootstrap_slots"].add(op.slots)
         elif isinstance(op, ChangeCarrier):
             row["plaintext_products"] += op.ciphertexts
-            row["bootstrap_slots"].add(op.slots)
         live[op.output] = plan.registers[op.output].layout.ciphertexts
         held = queries * sum(count * ciphertext_bytes(params, params.levels_after_bootstrap) for count in live.values())
         working = 0
