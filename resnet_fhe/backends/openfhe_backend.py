@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from resnet_fhe.backends.chebyshev import evaluate_series, series_depth
 from resnet_fhe.errors import InputError, PlanError
 from resnet_fhe.plan.cost import linear_group_size
 from resnet_fhe.plan.layout import pad_images
@@ -307,7 +308,7 @@ class OpenFHEBackend:
         if not op.linear_even:
             if factor != 1:
                 raise PlanError(f"{op.name}: only a linear-even polynomial reads a paired bootstrap's output")
-            return self._chebyshev(ct, op.coefficients)
+            return self._chebyshev(ct, op.coefficients, op.depth)
         square = self.cc.EvalSquare(ct)
         weight = (2 / factor ** 2).real
         if weight == 2:
@@ -316,11 +317,14 @@ class OpenFHEBackend:
             y = self.cc.EvalSub(square if weight > 0 else self.cc.EvalNegate(square), 1.0)
         else:
             raise PlanError(f"{op.name}: no level-free 2x^2 - 1 for carrier factor {factor}")
-        even = self._chebyshev(y, op.coefficients[0::2])
+        even = self._chebyshev(y, op.coefficients[0::2], op.depth - 1)
         return self.cc.EvalAdd(even, self._times(ct, complex(op.coefficients[1] / factor)))
 
-    def _chebyshev(self, ct: object, coefficients: list[float]) -> object:
-        # OpenFHE's series halves the first coefficient.
+    def _chebyshev(self, ct: object, coefficients: list[float], depth: int) -> object:
+        """sum_k c_k T_k(ct) in `depth` levels: backends/chebyshev.py's evaluation where it fits them
+        (about half of OpenFHE's time at the ReLU degrees), else OpenFHE's series (which halves c_0)."""
+        if series_depth(len(coefficients) - 1) <= depth:
+            return evaluate_series(self.cc, ct, np.asarray(coefficients), self.levels_left)
         return self.cc.EvalChebyshevSeries(ct, [2 * coefficients[0], *coefficients[1:]], -1.0, 1.0)
 
     def _plaintext(self, values: np.ndarray, level: int, slots: int):
