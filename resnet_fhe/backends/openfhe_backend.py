@@ -373,8 +373,10 @@ class OpenFHEBackend:
                                 diagonal = diagonal * (factor_out[out_ct] / factor_in[int(terms[row, 2])])
                             encoded[level] = self._plaintext(diagonal, level, op.slots)
                         product = self.cc.EvalMultMutable(source, encoded[level])
-                        acc = accumulators[query]
-                        accumulators[query] = product if acc is None else self.cc.EvalAdd(acc, product)
+                        if accumulators[query] is None:
+                            accumulators[query] = product
+                        else:  # in place: the accumulator is this op's own ciphertext
+                            self.cc.EvalAddInPlace(accumulators[query], product)
             for query, acc in enumerate(accumulators):
                 if acc is None:
                     raise PlanError(f"{op.name}: output ciphertext {out_ct} receives no terms")
