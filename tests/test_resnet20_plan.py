@@ -50,23 +50,21 @@ def test_budget_against_the_reference(plan):
     assert not plan.params.insecure
 
 
-def test_bootstrap_keys_load_once_and_a_bootstrap_keeps_only_keys_the_next_rotation_needs(plan):
+def test_bootstrap_keys_load_once_and_rotation_keys_drop_at_every_bootstrap(plan):
     from resnet_fhe.plan.cost import bootstrap_bytes
     from resnet_fhe.plan.ops import Bootstrap
     from resnet_fhe.plan.residency import HELD_ROTATION_KEYS, KeyResidency
     from resnet_fhe.plan.summary import layer_rows
 
     assert {op.slots for op in plan.ops if isinstance(op, Bootstrap)} == {16384}  # one bootstrap key set
-    residency, held, loads, restarts, kept = KeyResidency(ops=plan.ops), set(), [], 0, 0
-    for index, op in enumerate(plan.ops):
+    residency, held, loads, restarts = KeyResidency(), set(), [], 0
+    for op in plan.ops:
         change = residency.admit(op)
         assert not change.drop_bootstrap, op.name
         if isinstance(op, Bootstrap):
             loads.append(change.load_bootstrap)
-            following = next(o.rotation_keys() for o in plan.ops[index + 1:] if o.rotation_keys())
-            keep = change.load_bootstrap is None and held <= following
-            assert change.drop_rotations == (bool(held) and not keep), op.name
-            held, kept = (held, kept + bool(held)) if keep else (set(), kept)
+            assert change.drop_rotations == bool(held), op.name
+            held = set()
         else:
             needed = op.rotation_keys()
             if len(held | needed) > max(HELD_ROTATION_KEYS, len(needed)):  # past the cap: start afresh
@@ -79,7 +77,6 @@ def test_bootstrap_keys_load_once_and_a_bootstrap_keeps_only_keys_the_next_rotat
         assert len(held) <= max(HELD_ROTATION_KEYS, len(op.rotation_keys())), op.name
     assert loads[0] == 16384 and not any(loads[1:])
     assert restarts > 0  # the stage transitions' strided convolutions and shortcuts
-    assert kept >= 12  # within a stage the convolutions around a bootstrap share their keys
     # A convolution after a bootstrap runs while the bootstrap keys stay resident.
     rows = {r["layer"]: r["memory_gb"] for r in layer_rows(plan)}
     assert rows["stage1.block1.conv1"] > bootstrap_bytes(plan.params, 16384) / 1e9 > rows["stem.conv"]

@@ -109,20 +109,23 @@ def evaluate_series(cc, ct, coefficients: np.ndarray, levels_left):
         square = cc.EvalSquare(powers[m] if m < BABIES else giants[m])
         giants[2 * m] = rescaled(cc.EvalSub(cc.EvalAdd(square, square), 1.0))
         m *= 2
-    # Each baby power at every depth a leaf may need, made once: adding a zero ciphertext of that
-    # depth is how OpenFHE lowers a ciphertext's level with its scale kept right.
+    # The baby powers at each depth a leaf needs, made once, when first needed: adding a zero
+    # ciphertext of that depth is how OpenFHE lowers a ciphertext's level with its scale kept right.
     leveled: dict[int, list] = {}
-    for depth in sorted(set(BABY_DEPTHS[1:highest + 1])):
-        top = max(i for i in range(1, highest + 1) if BABY_DEPTHS[i] == depth)
-        zero = cc.EvalSub(powers[top], powers[top])
-        leveled[depth] = [None] + [powers[i] if BABY_DEPTHS[i] == depth else cc.EvalAdd(powers[i], zero)
-                                   for i in range(1, top + 1)]
+
+    def babies_at(depth: int) -> list:
+        if depth not in leveled:
+            top = max(i for i in range(1, highest + 1) if BABY_DEPTHS[i] == depth)
+            zero = cc.EvalSub(powers[top], powers[top])
+            leveled[depth] = [None] + [powers[i] if BABY_DEPTHS[i] == depth else cc.EvalAdd(powers[i], zero)
+                                       for i in range(1, top + 1)]
+        return leveled[depth]
 
     def leaf(terms: np.ndarray):
         used = np.flatnonzero(terms[1:]) + 1
         if not len(used):
             return None
-        babies = leveled[max(BABY_DEPTHS[i] for i in used)]
+        babies = babies_at(max(BABY_DEPTHS[i] for i in used))
         total = cc.EvalLinearWSum([babies[i] for i in used], [float(terms[i]) for i in used])
         return cc.EvalAdd(total, float(terms[0])) if terms[0] else total
 

@@ -3,11 +3,9 @@
 Bootstrap keys (a slot count's rotation keys plus OpenFHE's precomputed transforms, about 12 GB at the
 128-bit preset) are loaded at the first bootstrap and kept until a bootstrap at another slot count
 comes; plans bootstrap at one slot count (compiler/levels.py), so that is once per run. Rotation keys of
-linear layers are stored one per file (~100 MB each) and loaded when an op needs them. A bootstrap keeps
-the held rotation keys only when the next op that rotates needs every one of them (`ops` tells the
-policy which op that is): a stage's convolutions share theirs (ResNet20 at one image: 2-3 keys, ~0.3 GB
-beside the bootstrap, which saves loading them again around each of 17 bootstraps); otherwise it drops
-them, so a bootstrap after a stage transition runs beside no other keys.
+linear layers are stored one per file (~100 MB each) and loaded when an op needs them; every bootstrap
+drops them, so the bootstrap, the largest working set, runs beside no other keys. A stage's convolution
+between two bootstraps then loads its few keys again (a fraction of a second each, from the page cache).
 Between two bootstraps the held rotation keys are capped (`max_rotations`): an op whose keys would take
 the held set past the cap starts from an empty set, so a stage transition (a strided convolution, then
 the shortcut's own keys) does not hold two ops' keys beside the bootstrap keys. A rotation whose key is
@@ -18,7 +16,7 @@ The server's PhaseKeys follows this class; the plan's memory estimate counts wha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from resnet_fhe.plan.ops import Bootstrap, Op
@@ -45,24 +43,12 @@ class KeyResidency:
     max_rotations: int = HELD_ROTATION_KEYS
     bootstrap_covers: Mapping[int, frozenset[int]] = field(default_factory=dict)  # slots -> rotation indices
     ring_slots: int = 0  # rotation indices are compared modulo this (N/2); 0: exactly
-    ops: Sequence[Op] = ()  # the plan's ops, in order: what a bootstrap may keep keys for
-
-    def __post_init__(self) -> None:
-        # For each bootstrap, the rotation keys of the first op after it that needs any.
-        self._needed_next: dict[int, frozenset[int]] = {}
-        pending: list[Op] = []
-        for op in self.ops:
-            if isinstance(op, Bootstrap):
-                pending.append(op)
-            elif op.rotation_keys() and pending:
-                self._needed_next.update((id(b), frozenset(op.rotation_keys())) for b in pending)
-                pending = []
 
     @classmethod
-    def for_params(cls, params: CkksParameters, ops: Sequence[Op] = ()) -> KeyResidency:
+    def for_params(cls, params: CkksParameters) -> KeyResidency:
         """The policy as the plan estimates it, with the preset's measured bootstrap rotations."""
         covers = {slots: frozenset(f.rotations) for slots, f in params.bootstrap_measured.items()}
-        return cls(bootstrap_covers=covers, ring_slots=params.max_slots, ops=ops)
+        return cls(bootstrap_covers=covers, ring_slots=params.max_slots)
 
     def covered(self, needed: set[int]) -> set[int]:
         """The indices of `needed` whose keys the held bootstrap keys include."""
@@ -74,13 +60,10 @@ class KeyResidency:
     def admit(self, op: Op) -> KeyChange:
         """Records the keys `op` needs and returns how the held set changes before it runs."""
         if isinstance(op, Bootstrap):
-            loads = self.bootstrap_slots != op.slots  # loading bootstrap keys starts from them alone
-            keep = not loads and self.rotations <= self._needed_next.get(id(op), frozenset())
-            change = KeyChange(drop_rotations=bool(self.rotations) and not keep,
+            change = KeyChange(drop_rotations=bool(self.rotations),
                                drop_bootstrap=self.bootstrap_slots not in (None, op.slots),
-                               load_bootstrap=op.slots if loads else None)
-            if not keep:
-                self.rotations.clear()
+                               load_bootstrap=None if self.bootstrap_slots == op.slots else op.slots)
+            self.rotations.clear()
             self.bootstrap_slots = op.slots
             return change
         needed = op.rotation_keys()

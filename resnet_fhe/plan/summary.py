@@ -33,7 +33,7 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
     linear transform works on a group of queries at once (plan.cost.linear_group_size)."""
     params = plan.params
     last_use = last_readers(plan.ops)
-    residency = KeyResidency.for_params(params, plan.ops)
+    residency = KeyResidency.for_params(params)
     fixed = key_bytes(params)  # the relinearisation key; constants are read per op (plan.ConstantsOnDisk)
     live: dict[str, int] = {plan.input: plan.registers[plan.input].layout.ciphertexts}
     rows: OrderedDict[str, dict] = OrderedDict()

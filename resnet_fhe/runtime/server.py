@@ -37,7 +37,7 @@ class PhaseKeys:
         covers = server.manifest.get("bootstrap_covers", {})  # measured by the client at keygen
         self.residency = KeyResidency(
             bootstrap_covers={int(slots): frozenset(indices) for slots, indices in covers.items()},
-            ring_slots=server.plan.params.max_slots, ops=server.plan.ops)
+            ring_slots=server.plan.params.max_slots)
         self.bootstrap_keys = None  # the bootstrap keys' automorphism map, while loaded
         self.rotations_loaded = False  # the context's map holds rotation keys (and is not bootstrap_keys)
 
