@@ -130,10 +130,12 @@ def _check_carriers(plan: Plan) -> None:
 class OpenFHEBackend:
     """Evaluates a plan on ciphertexts; needs the context with evaluation keys loaded, never the secret key."""
 
-    def __init__(self, plan: Plan, context: object, rescale_registers: bool = True):
+    def __init__(self, plan: Plan, context: object, rescale_registers: bool = True, own_series: bool = True):
         """`rescale_registers=False` stores registers as earlier versions did (unrescaled products, towers
-        dropped only above the plan's levels): for measuring what rescaling buys, never for real use."""
+        dropped only above the plan's levels), `own_series=False` evaluates every Chebyshev series with
+        OpenFHE's EvalChebyshevSeries: for measuring what each buys, never for real use."""
         self.plan, self.cc = plan, context
+        self.own_series = own_series
         self.order = context.GetCyclotomicOrder()
         self.rescale_registers = rescale_registers
         # What each op's inputs carry (plan/ops.py): fixed by the plan, so worked out (and checked) once.
@@ -323,7 +325,7 @@ class OpenFHEBackend:
     def _chebyshev(self, ct: object, coefficients: list[float], depth: int) -> object:
         """sum_k c_k T_k(ct) in `depth` levels: backends/chebyshev.py's evaluation where it fits them
         (about half of OpenFHE's time at the ReLU degrees), else OpenFHE's series (which halves c_0)."""
-        if series_depth(len(coefficients) - 1) <= depth:
+        if self.own_series and series_depth(len(coefficients) - 1) <= depth:
             return evaluate_series(self.cc, ct, np.asarray(coefficients), self.levels_left)
         return self.cc.EvalChebyshevSeries(ct, [2 * coefficients[0], *coefficients[1:]], -1.0, 1.0)
 
