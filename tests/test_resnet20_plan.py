@@ -28,12 +28,11 @@ def test_checked_in_plan_equals_fresh_compile(plan):
         + "\n".join(differences[:10]))
 
 
-def test_checked_in_summary_renders_from_the_checked_in_plan():
-    """The .md beside the plan is what `resnet-fhe compile` renders from it (bootstrap slots included)."""
-    from resnet_fhe.plan.plan import Plan
+def test_checked_in_summary_is_what_compile_renders(plan):
+    """The .md beside the plan is what `resnet-fhe compile` renders (bootstrap slots included)."""
     from resnet_fhe.plan.summary import render_summary
 
-    summary = render_summary(Plan.load(CHECKED_IN))
+    summary = render_summary(plan)
     assert "| 1 (16384) |" in summary
     assert summary == CHECKED_IN.with_suffix(".md").read_text()
 

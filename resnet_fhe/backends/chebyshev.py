@@ -6,8 +6,8 @@ degree below 8, each a weighted sum of baby powers. What differs from OpenFHE's 
 level bookkeeping: OpenFHE brings every baby power to a leaf's level again in every leaf (a scalar
 product and a rescale per power, 16 leaves at degree 119), here each baby power is brought once to each
 level a leaf needs, so a leaf is scalar products and additions only. At default-128 a degree-119 series
-(the even half of a linear-even ReLU) took 1.7 s instead of 3.0 s, same depth, same error (measured
-with 2 threads on a 2-core AMD EPYC).
+(the even half of a linear-even ReLU) took 1.65 s instead of 2.74 s, same depth, same error (2 threads,
+2-core AMD EPYC; `bench/series_timing.py`, bench/results/series-timing-stage1.block1.relu1.json).
 
 `series_depth` says how many levels `evaluate_series` spends on a degree; it is not the optimum at
 every degree (degree 5 and 13 take one level more than OpenFHE), so the backend uses this evaluation
