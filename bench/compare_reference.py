@@ -60,6 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="generate both systems' keys anew so that keygen is measured in this run")
     parser.add_argument("--skip-reference", type=Path, default=None, metavar="JSON",
                         help="take the reference's figures from an earlier JSON of this script (same machine)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="run only the reference and write its figures (for a later --skip-reference)")
     parser.add_argument("--packed-images", type=int, default=0, metavar="N",
                         help="also classify N images packed into queries, as one batch (amortized seconds)")
     parser.add_argument("--packed-only", action="store_true",
@@ -79,6 +81,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"{args.reference_script} not found: pass --reference-script")
     if args.packed_only and (args.skip_reference is None or not args.packed_images):
         parser.error("--packed-only needs --skip-reference JSON (the single-image figures) and --packed-images N")
+    if args.reference_only and (args.skip_reference is not None or args.packed_images):
+        parser.error("--reference-only runs the reference alone: no --skip-reference, --packed-images")
     return args
 
 
@@ -133,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "test images")
         packed_data = data.take(args.packed_images, args.start) if args.packed_images else None
         data = data.take(args.images, args.start)
+        if args.reference_only:
+            return reference_only(args, data, batch_file)
         options = CompileOptions(pair_bootstraps=args.pair_bootstraps, shallow_transitions=args.shallow_transitions)
         if args.relu_form is not None:
             options = dataclasses.replace(options, relu_form=args.relu_form)
@@ -180,7 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(result))
         return 0
     plain = run_graph(load_model("resnet20"), data.images / 255.0).argmax(1)
-    earlier = json.loads(args.skip_reference.read_text())["reference"] if args.skip_reference else None
+    earlier = None
+    if args.skip_reference is not None:
+        earlier_run = json.loads(args.skip_reference.read_text())
+        images = list(range(args.start, args.start + args.images))
+        if earlier_run.get("test_images") != images or earlier_run.get("threads") != args.threads:
+            log(f"error: {args.skip_reference} measured test images {earlier_run.get('test_images')} with "
+                f"{earlier_run.get('threads')} threads, not {images} with {args.threads}")
+            return 2
+        earlier = earlier_run["reference"]
     reference_runs, ours = [], []
     with tempfile.TemporaryDirectory(prefix="compare-reference-") as workdir:
         for offset, image in enumerate(data.images):
@@ -209,20 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_abs_logit_error": None, "preset": plan.params.name, "bootstraps": plan.bootstraps,
         "relu_form": plan.calibration.get("relu_form"),
     }
-    if earlier is not None:
-        reference = earlier
-    else:
-        reference = {
-            "seconds_per_image": float(np.mean([r["circuit_seconds"] for r in reference_runs])),
-            "seconds": [r["circuit_seconds"] for r in reference_runs],
-            "process_seconds": float(np.mean([r["process_seconds"] for r in reference_runs])),
-            "keygen_seconds": reference_runs[0]["keygen_seconds"],
-            "keygen_peak_rss_gb": reference_runs[0]["keygen_peak_rss_gb"],
-            "keygen_measured_at": reference_runs[0]["keygen_measured_at"],
-            "peak_rss_gb": max(r["peak_rss_gb"] for r in reference_runs),
-            "key_store_gb": reference_runs[0]["key_store_gb"],
-            "classes": [r["predicted_class"] for r in reference_runs], "set": args.set,
-        }
+    reference = earlier if earlier is not None else reference_figures(reference_runs, args.set)
     plain_logits = run_graph(load_model("resnet20"), data.images / 255.0)
     resnet["max_abs_logit_error"] = float(max(np.max(np.abs(r.logits[0] - p)) for r, p in zip(ours, plain_logits,
                                                                                             strict=True)))
@@ -242,6 +243,42 @@ def main(argv: list[str] | None = None) -> int:
         result["packed"], result["packed_ratios"] = packed_run(args, packed_data, packed_choice, resnet, reference)
         write_result(args.json, result, "with the packed run")
     print(markdown_table(result))
+    return 0
+
+
+def reference_figures(runs: list[dict], parameter_set: int) -> dict:
+    """The reference's per-image runs (run-reference.sh's JSON lines) as this script's `reference` object."""
+    import numpy as np
+
+    return {
+        "seconds_per_image": float(np.mean([r["circuit_seconds"] for r in runs])),
+        "seconds": [r["circuit_seconds"] for r in runs],
+        "process_seconds": float(np.mean([r["process_seconds"] for r in runs])),
+        "keygen_seconds": runs[0]["keygen_seconds"],
+        "keygen_peak_rss_gb": runs[0]["keygen_peak_rss_gb"],
+        "keygen_measured_at": runs[0]["keygen_measured_at"],
+        "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),
+        "key_store_gb": runs[0]["key_store_gb"],
+        "classes": [r["predicted_class"] for r in runs], "set": parameter_set,
+    }
+
+
+def reference_only(args: argparse.Namespace, data, batch_file: Path) -> int:
+    """--reference-only: the reference's figures alone, as a JSON that a later --skip-reference reads."""
+    from resnet_fhe.ir import run_graph
+    from resnet_fhe.models import load_model
+    from resnet_fhe.profiling.machine import cpu_model
+
+    with tempfile.TemporaryDirectory(prefix="compare-reference-") as workdir:
+        runs = [run_reference(args, batch_file, args.start + offset, Path(workdir)) for offset in range(len(data))]
+    result = {
+        "cpu": cpu_model(), "threads": args.threads, "test_images": list(range(args.start, args.start + args.images)),
+        "labels": data.labels.tolist(),
+        "plain_classes": run_graph(load_model("resnet20"), data.images / 255.0).argmax(1).tolist(),
+        "reference": reference_figures(runs, args.set), "reference_from": "measured in this run",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
+    }
+    write_result(args.json, result)
     return 0
 
 

@@ -41,6 +41,21 @@ def test_convolution(preset, packing, stride, kernel, padding):
     _check(_single_layer(conv, Shape(3, 12, 12)), PRESETS[preset], images_per_query=packing)
 
 
+@pytest.mark.parametrize(("max_keys", "group"), [(5, 1), (8, 2)])
+def test_convolution_channel_group_trades_giant_rotations_for_babies(max_keys, group):
+    # 64 channels of 4x4 share one ciphertext: giant steps of 1 channel need 63 rotations, of 2 only 31
+    # for 9 more babies; the second baby key takes the op past 5 keys, so the default keeps group 1.
+    conv = Conv2d("conv", ("input",), RNG.normal(0, 0.1, (64, 64, 3, 3)), RNG.normal(0, 0.2, 64), 1, 1)
+    graph = _single_layer(conv, Shape(64, 4, 4))
+    params = PRESETS["one-ciphertext"]
+    plan = compile_for_test(graph, params, max_keys_per_phase=max_keys)
+    op = next(op for op in plan.ops if op.name == "conv")
+    assert (op.giant_step, op.giants, op.rotations()) == ((16 * group), 64 // group, {1: 71, 2: 48}[group])
+    x = random_images(2, (64, 4, 4), seed=3).images / 255.0
+    got = SimulatorBackend(plan, exact_activations=True).run(x)
+    np.testing.assert_allclose(got, run_graph(graph, x), rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_convolution_with_position_dependent_bias(preset):
     bias = RNG.normal(0, 0.2, (4, 10, 10))
@@ -59,6 +74,18 @@ def test_pool_and_linear(preset, packing):
     nodes = [Input("input", (), Shape(6, 6, 6)), AvgPool("pool", ("input",)),
              Linear("fc", ("pool",), RNG.normal(0, 1, (5, 6)), RNG.normal(0, 1, 5))]
     _check(Graph(nodes, "head"), PRESETS[preset], images_per_query=packing)
+
+
+def test_linear_after_pool_needs_one_diagonal_per_channel_shift():
+    # 10 outputs from 64 pooled channels: 64 diagonals (one per channel shift, all outputs in each) and
+    # 7 baby + 7 giant rotations, not a product per weight.
+    nodes = [Input("input", (), Shape(64, 4, 4)), AvgPool("pool", ("input",)),
+             Linear("fc", ("pool",), RNG.normal(0, 1, (10, 64)), RNG.normal(0, 1, 10))]
+    graph = Graph(nodes, "head")
+    plan = compile_for_test(graph, PRESETS["one-ciphertext"])
+    op = next(op for op in plan.ops if op.name == "fc")
+    assert (op.terms, op.rotations()) == (64, 14)
+    _check(graph, PRESETS["one-ciphertext"])
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B"])
@@ -86,8 +113,6 @@ def test_packed_layout_interleaves_images_between_channel_and_position():
     layout = Layout.for_shape(5, 7, 9, max_slots=512, images=4)
     assert (layout.per_ct, layout.ciphertexts, layout.channel_stride) == (2, 3, 256)
     assert layout.position(np.array(3), np.array(1), np.array(2), np.array(2)) == (1, 256 + 2 * 64 + 9 + 2)
-    grouped = Layout(10, 1, 1, 1, 64, images=4, group=4)  # logits: 4 per image side by side
-    assert grouped.position(np.array(6), 0, 0, np.array(1))[1] == (1 * 4 + 1) * 4 + 2
     tensor = RNG.normal(size=(8, 5, 7, 9))  # two queries of four
     packed = layout.pack(tensor)
     assert [p.shape for p in packed] == [(2, 512)] * 3

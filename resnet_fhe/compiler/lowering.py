@@ -24,13 +24,16 @@ def _same_images(source: Layout, target: Layout) -> int:
     return source.images
 
 
-def conv_entries(weight: np.ndarray, padding: int, stride: int, source: Layout, target: Layout) -> Entries:
+def conv_entries(weight: np.ndarray, padding: int, stride: int, source: Layout, target: Layout,
+                 channel_group: int = 1) -> Entries:
     """A convolution computed at stride 1 on the input grid; only the output positions a stride-`stride`
     convolution keeps (rows and columns 0, s, 2s, ...) are produced, in `target` (same grid as `source`).
 
-    Giant = input channel - output channel (mod the input's channels per ciphertext, step: one channel),
-    baby = the tap's spatial offset dy*W + dx, so one conv needs the tap keys and the one channel key;
-    with several images per query each image's entries repeat at its own offset.
+    With d = input channel - output channel (mod the input's channels per ciphertext) and g the channel
+    group: giant = d // g (step: g channels), baby = the tap's spatial offset dy*W + dx plus d % g
+    channels. g = 1 needs the tap keys and the one channel key; a larger g trades giant rotations for
+    baby ones (the compiler picks it, compile.py). With several images per query each image's entries
+    repeat at its own offset.
     """
     out_c, in_c, kh, kw = weight.shape
     if (source.height, source.width, source.block) != (target.height, target.width, target.block):
@@ -48,14 +51,15 @@ def conv_entries(weight: np.ndarray, padding: int, stride: int, source: Layout, 
     m, o, i, a, b, row, col, src_row, src_col = (v[keep] for v in (m, o, i, a, b, row, col, src_row, src_col))
     out_ct, out_slot = target.position(o, row, col, m)
     in_ct, in_slot = source.position(i, src_row, src_col, m)
-    giant = ((i % source.per_ct) - (o % target.per_ct)) % source.per_ct
-    baby = (a - padding) * source.width + (b - padding)
-    return Entries(out_ct, out_slot, in_ct, in_slot, giant, baby, weight[o, i, a, b])
+    shift = ((i % source.per_ct) - (o % target.per_ct)) % source.per_ct
+    baby = (a - padding) * source.width + (b - padding) + (shift % channel_group) * source.channel_stride
+    return Entries(out_ct, out_slot, in_ct, in_slot, shift // channel_group, baby, weight[o, i, a, b])
 
 
-def conv_keys(layout: Layout, kernel: tuple[int, int]) -> list[int]:
-    """Single-step keys from which every tap offset is chained: +-1 and +-W (as in the reference)."""
-    keys = []
+def conv_keys(layout: Layout, kernel: tuple[int, int], channel_group: int = 1) -> list[int]:
+    """Single-step keys from which every baby offset is chained: +-1 and +-W (as in the reference), and
+    one channel when babies span several (`channel_group` > 1)."""
+    keys = [layout.channel_stride] if channel_group > 1 else []
     if kernel[1] > 1:
         keys += [1, -1]
     if kernel[0] > 1:
@@ -102,12 +106,14 @@ def channel_step(source: Layout, target: Layout) -> int:
     return source.block - target.block
 
 
-def pooled_linear_entries(source: Layout, weight: np.ndarray, target: Layout) -> Entries:
-    """Linear layer on block sums (slot 0 of each channel block, left there by a RotateSum).
+def pooled_linear_entries(source: Layout, weight: np.ndarray, target: Layout) -> tuple[Entries, int]:
+    """Linear layer on block sums (slot 0 of each channel block, left there by a RotateSum), and its giant step.
 
-    Output j of image m goes where `head_layout` puts it, one ciphertext: block j // b of image m, slot
-    j % b inside it (b: the input's block). Giant = channel index in its ciphertext less j // b (step: one
-    channel), baby = -(j % b); a single image's outputs are then simply slots 0, 1, 2, ...
+    Output j of image m goes to slot 0 of channel block j (`head_layout`), so every entry moves a whole
+    number d = (c - j) mod per_ct of channel strides: baby-step giant-step over d, babies d % n and
+    giants d // n (step n strides, n the power of two nearest sqrt(per_ct)). At most per_ct diagonals
+    and about 2 sqrt(per_ct) rotations, against classes x channels products when each output had its
+    own slot offset; for one image both keys (64 and 512 slots at ResNet20's last stage) are bootstrap keys.
     """
     classes, channels = weight.shape
     m, j, c = _grid(_same_images(source, target), classes, channels)
@@ -115,15 +121,16 @@ def pooled_linear_entries(source: Layout, weight: np.ndarray, target: Layout) ->
     m, j, c = m[keep], j[keep], c[keep]
     in_ct, in_slot = source.position(c, np.zeros_like(c), np.zeros_like(c), m)
     out_ct, out_slot = target.position(j, np.zeros_like(j), np.zeros_like(j), m)
-    giant = (c % source.per_ct - j // source.block) % source.per_ct
-    return Entries(out_ct, out_slot, in_ct, in_slot, giant, -(j % source.block), weight[j, c])
+    babies = 1 << round(np.log2(source.per_ct) / 2)
+    shift = (c % source.per_ct - j % target.per_ct) % source.per_ct
+    entries = Entries(out_ct, out_slot, in_ct, in_slot, shift // babies, (shift % babies) * source.channel_stride,
+                      weight[j, c])
+    return entries, babies * source.channel_stride
 
 
 def head_layout(source: Layout, classes: int) -> Layout:
-    """The logits of pooled_linear_entries: one ciphertext, groups of `block` outputs per image."""
-    if classes > source.per_ct * source.block:
-        raise CompileError(f"{classes} outputs do not fit the {source.per_ct} channel blocks of a ciphertext")
-    return Layout(classes, 1, 1, 1, source.slots, source.images, source.block)
+    """The logits of pooled_linear_entries: output j where the pooled input keeps channel j's sum."""
+    return Layout(classes, 1, 1, source.block, source.slots, source.images)
 
 
 def bias_vectors(bias: np.ndarray, layout: Layout) -> np.ndarray:

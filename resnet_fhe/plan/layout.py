@@ -8,10 +8,7 @@ Several images can share the ciphertexts (`images` > 1, one query of B images): 
 between channel and position, so slot = (channel * B + image) * block + position. A channel's step is
 then B blocks, and every rotation a convolution uses (a tap offset inside a block, a whole number of
 channel steps) moves each image's data within that image: a layer needs as many keys at any B (a
-channel step's key is B times the block). With `group` > 1, groups of that many channels sit together
-per image instead: slot = ((channel // group) * B + image) * group * block + (channel % group) * block
-+ position (the classifier's logits, `block` 1: each image's logits side by side, as many per group as
-the pooled input's block holds).
+channel step's key is B times the block).
 """
 
 from __future__ import annotations
@@ -35,14 +32,11 @@ class Layout:
     block: int
     slots: int
     images: int = 1
-    group: int = 1
 
     def __post_init__(self) -> None:
         if self.images < 1 or self.images & (self.images - 1):
             raise CompileError(f"images per ciphertext must be a power of two, not {self.images}")
-        if self.images == 1:
-            object.__setattr__(self, "group", 1)  # one image: every group size is the same layout
-        if self.per_ct < 1 or self.per_ct % self.group:
+        if self.per_ct < 1:
             raise CompileError(f"{self.images} images of a {self.height}x{self.width} channel need "
                                f"{self.images * self.block} slots; the layout has {self.slots}")
 
@@ -56,9 +50,7 @@ class Layout:
 
     @property
     def channel_stride(self) -> int:
-        """Slots between channel c and c + 1 of one image within a ciphertext (`group` 1)."""
-        if self.group != 1:
-            raise CompileError("a grouped layout has no single channel stride (a compiler bug)")
+        """Slots between channel c and c + 1 of one image within a ciphertext."""
         return self.block * self.images
 
     @property
@@ -73,9 +65,7 @@ class Layout:
     def position(self, channel: np.ndarray, row: np.ndarray, col: np.ndarray,
                  image: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ciphertext index, slot) of tensor entries of image `image` of the query."""
-        unit = channel % self.per_ct
-        span = self.group * self.block
-        slot = ((unit // self.group) * self.images + image) * span + (unit % self.group) * self.block
+        slot = ((channel % self.per_ct) * self.images + image) * self.block
         return channel // self.per_ct, slot + row * self.width + col
 
     def _grid(self) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +97,7 @@ class Layout:
         data = {"channels": self.channels, "height": self.height, "width": self.width, "block": self.block,
                 "slots": self.slots, "ciphertexts": self.ciphertexts}
         if self.images > 1:  # a single-image layout reads as it always has
-            data.update(images=self.images, group=self.group)
+            data.update(images=self.images)
         return data
 
 

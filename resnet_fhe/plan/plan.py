@@ -24,7 +24,7 @@ from resnet_fhe.plan.params import CkksParameters
 
 # 2: levels are trimmed to what readers need, and the plan records the input's levels.
 # 3: several images per query, bootstrap figures per slot count.
-PLAN_VERSION = 4  # 4: carriers and paired bootstraps (plan/ops.py)
+PLAN_VERSION = 5  # 4: carriers and paired bootstraps (plan/ops.py); 5: logits in channel blocks
 
 
 @dataclass

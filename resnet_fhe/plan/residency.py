@@ -23,6 +23,14 @@ from resnet_fhe.plan.ops import Bootstrap, Op
 from resnet_fhe.plan.params import CkksParameters
 
 
+def own_rotation_keys(op: Op, params: CkksParameters) -> set[int]:
+    """The rotation keys `op` needs beyond those the preset's bootstrap keys include (at the ring's slot
+    count, where plans bootstrap): what the server loads for it once bootstrap keys are held."""
+    measured = params.bootstrap_measured.get(params.max_slots)
+    covered = set(measured.rotations) if measured is not None else set()
+    return {key for key in op.rotation_keys() if key % params.max_slots not in covered}
+
+
 @dataclass(frozen=True)
 class KeyChange:
     """What to do before an op: drop every rotation key held, drop the bootstrap keys, load these."""

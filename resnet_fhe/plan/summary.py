@@ -15,7 +15,7 @@ from resnet_fhe.plan.ops import (
     op_inputs,
 )
 from resnet_fhe.plan.plan import Plan
-from resnet_fhe.plan.residency import KeyResidency
+from resnet_fhe.plan.residency import KeyResidency, own_rotation_keys
 from resnet_fhe.plan.timing import OpCosts, op_work
 
 GB = 1e9
@@ -49,7 +49,7 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
             row["seconds"] += queries * costs.seconds(op_work(op, params))
         keys = op.rotation_keys()
         row["rotation_keys"] |= keys
-        row["max_keys_per_op"] = max(row["max_keys_per_op"], len(keys))
+        row["max_keys_per_op"] = max(row["max_keys_per_op"], len(own_rotation_keys(op, params)))
         if isinstance(op, LinearTransform):
             row["rotations"] += op.rotations()
             row["plaintext_products"] += op.terms
@@ -108,9 +108,10 @@ def render_summary(plan: Plan) -> str:
         f"{', two ciphertexts in one where paired (compiler/pairing.py)' if plan.complex_slots else ''}), "
         f"rotations: {sum(r['rotations'] for r in rows)}, "
         f"plaintext products: {sum(r['plaintext_products'] for r in rows)}",
-        f"- most rotation keys any one op needs (beside bootstrapping): "
-        f"{max(r['max_keys_per_op'] for r in rows)}. A layer's row below lists the union over its ops (a "
-        "strided convolution is a convolution, a subsample and a pack, each with its own few keys)",
+        f"- most rotation keys any one op needs beyond the bootstrap keys: "
+        f"{max(r['max_keys_per_op'] for r in rows)}. A layer's row below lists all keys of its ops, those the "
+        "bootstrap keys include too (a strided convolution is a convolution, a subsample and a pack, each with "
+        "its own few keys)",
         f"- estimated peak memory of the largest phase: {max(r['memory_gb'] for r in rows):.1f} GB (rough "
         "model in resnet_fhe/plan/cost.py; the server holds the bootstrap keys plus a few rotation keys "
         "that bootstrapping's keys do not include, see resnet_fhe/plan/residency.py)",
