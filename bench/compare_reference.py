@@ -139,6 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         data = data.take(args.images, args.start)
         if args.reference_only:
             return reference_only(args, data, batch_file)
+        earlier = None
+        if args.skip_reference is not None and not args.packed_only:  # checked before hours of work
+            earlier_run = json.loads(args.skip_reference.read_text())
+            images = list(range(args.start, args.start + args.images))
+            if "reference" not in earlier_run or earlier_run.get("test_images") != images \
+                    or earlier_run.get("threads") != args.threads:
+                raise ResnetFheError(f"{args.skip_reference} holds no reference figures for test images {images} "
+                                     f"with {args.threads} threads (it has {earlier_run.get('test_images')} with "
+                                     f"{earlier_run.get('threads')})")
+            earlier = earlier_run["reference"]
         options = CompileOptions(pair_bootstraps=args.pair_bootstraps, shallow_transitions=args.shallow_transitions)
         if args.relu_form is not None:
             options = dataclasses.replace(options, relu_form=args.relu_form)
@@ -186,15 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(result))
         return 0
     plain = run_graph(load_model("resnet20"), data.images / 255.0).argmax(1)
-    earlier = None
-    if args.skip_reference is not None:
-        earlier_run = json.loads(args.skip_reference.read_text())
-        images = list(range(args.start, args.start + args.images))
-        if earlier_run.get("test_images") != images or earlier_run.get("threads") != args.threads:
-            log(f"error: {args.skip_reference} measured test images {earlier_run.get('test_images')} with "
-                f"{earlier_run.get('threads')} threads, not {images} with {args.threads}")
-            return 2
-        earlier = earlier_run["reference"]
     reference_runs, ours = [], []
     with tempfile.TemporaryDirectory(prefix="compare-reference-") as workdir:
         for offset, image in enumerate(data.images):
