@@ -16,6 +16,10 @@ keygen figure was measured (reused keys keep the figures recorded when they were
 `--packed-images N` then has resnet-fhe classify N test images from --start packed into queries (the
 images per query its planner picks, 8 for ResNet20), as one batch, and reports the amortized seconds per
 image beside the single-image figures, with its ratios to both (`packed` and `packed_ratios`).
+`--reference-only` runs only the reference and writes its figures; a later run with `--skip-reference
+JSON` (same images, threads and set, same machine and session) then runs only resnet-fhe against them,
+so the two systems need not alternate.
+
 `--packed-only` with `--skip-reference JSON` takes both systems' single-image figures from that earlier
 JSON (same machine, same session) and runs only the packed batch: one lever measured against the same
 single-image and reference figures (`--no-pairing`: the packed run without paired bootstraps).
@@ -77,12 +81,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.images < 1 or args.start < 0 or args.packed_images < 0:
         parser.error("--images must be at least 1, --start and --packed-images at least 0")
+    if args.reference_only and (args.skip_reference is not None or args.packed_images or args.fresh_keys):
+        parser.error("--reference-only runs the reference alone on its cached keys: no --skip-reference, "
+                     "--packed-images, --fresh-keys")
     if args.skip_reference is None and not args.reference_script.is_file():
         parser.error(f"{args.reference_script} not found: pass --reference-script")
     if args.packed_only and (args.skip_reference is None or not args.packed_images):
         parser.error("--packed-only needs --skip-reference JSON (the single-image figures) and --packed-images N")
-    if args.reference_only and (args.skip_reference is not None or args.packed_images):
-        parser.error("--reference-only runs the reference alone: no --skip-reference, --packed-images")
     return args
 
 
@@ -143,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_reference is not None and not args.packed_only:  # checked before hours of work
             earlier_run = json.loads(args.skip_reference.read_text())
             images = list(range(args.start, args.start + args.images))
-            if "reference" not in earlier_run or earlier_run.get("test_images") != images \
-                    or earlier_run.get("threads") != args.threads:
-                raise ResnetFheError(f"{args.skip_reference} holds no reference figures for test images {images} "
-                                     f"with {args.threads} threads (it has {earlier_run.get('test_images')} with "
-                                     f"{earlier_run.get('threads')})")
+            if not isinstance(earlier_run, dict) or not isinstance(earlier_run.get("reference"), dict):
+                raise ResnetFheError(f"{args.skip_reference} is not a JSON of this script with reference figures")
             earlier = earlier_run["reference"]
+            measured = (earlier_run.get("test_images"), earlier_run.get("threads"), earlier.get("set"))
+            if measured != (images, args.threads, args.set):
+                raise ResnetFheError(f"{args.skip_reference} has the reference's figures for test images "
+                                     f"{measured[0]}, {measured[1]} threads, set {measured[2]}; this run asks for "
+                                     f"{images}, {args.threads} threads, set {args.set}")
         options = CompileOptions(pair_bootstraps=args.pair_bootstraps, shallow_transitions=args.shallow_transitions)
         if args.relu_form is not None:
             options = dataclasses.replace(options, relu_form=args.relu_form)

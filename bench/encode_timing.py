@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Times plaintext encoding, the step every linear layer repeats once per diagonal (7,076 per ResNet20
+"""Times plaintext encoding, the step every linear layer repeats once per diagonal (6,500 per ResNet20
 image at default-128), with the values handed to the openfhe binding as a numpy array (what the backend
-does) or as a list, and the plaintext product that follows an encoding, at the tower counts the plan's
-linear layers run at.
+does) or converted to a list first (the list's conversion included: a backend would convert every
+diagonal), and the plaintext product that follows an encoding, at the tower counts the plan's linear
+layers run at.
 
 Measured 2026-12-01 (bench/results/encode-timing-2026-12-01.json): the list is slower (5.1 against 2.0 ms
 at 2 towers), and encoding costs about 1.2 ms per tower against 0.2 ms per tower for the product, so it

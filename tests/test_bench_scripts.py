@@ -16,23 +16,33 @@ def _script(name: str):
     return module
 
 
-def test_compare_reference_refuses_conflicting_modes(tmp_path):
+@pytest.mark.parametrize("conflict", [["--skip-reference", "earlier.json"], ["--packed-images", "8"],
+                                      ["--fresh-keys"]])
+def test_compare_reference_refuses_conflicting_modes(tmp_path, capsys, conflict):
     compare = _script("compare_reference")
-    earlier = tmp_path / "earlier.json"
-    earlier.write_text("{}")
     with pytest.raises(SystemExit):
-        compare.main(["--reference-only", "--skip-reference", str(earlier), "--json", str(tmp_path / "x.json")])
+        compare.main(["--reference-only", *conflict, "--json", str(tmp_path / "x.json")])
+    assert "--reference-only runs the reference alone" in capsys.readouterr().err
 
 
-def test_compare_reference_checks_skipped_figures_before_compiling(tmp_path, cifar_dir, capsys):
+@pytest.mark.parametrize("figures", [[], {"test_images": [0, 1], "threads": 2, "reference": {"set": 4}},
+                                     {"test_images": [8, 9], "threads": 2, "reference": {"set": 1}}])
+def test_compare_reference_checks_skipped_figures_before_compiling(tmp_path, cifar_dir, capsys, monkeypatch,
+                                                                   figures):
+    import resnet_fhe.compiler.plan_cache as plan_cache
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled before checking --skip-reference")
+
+    monkeypatch.setattr(plan_cache, "compile_model_cached", no_compile)
     compare = _script("compare_reference")
     earlier = tmp_path / "earlier.json"
-    earlier.write_text(json.dumps({"test_images": [0, 1], "threads": 2, "reference": {"seconds_per_image": 1.0}}))
+    earlier.write_text(json.dumps(figures))
     out = tmp_path / "out.json"
     code = compare.main(["--images", "2", "--start", "8", "--data-dir", str(cifar_dir), "--skip-reference",
                          str(earlier), "--json", str(out)])
     assert code == 2 and not out.exists()
-    assert "test images [8, 9]" in capsys.readouterr().err
+    assert str(earlier) in capsys.readouterr().err
 
 
 def test_encode_timing_refuses_towers_outside_the_chain(capsys):

@@ -44,7 +44,8 @@ def test_convolution(preset, packing, stride, kernel, padding):
 @pytest.mark.parametrize(("max_keys", "group"), [(5, 1), (8, 2)])
 def test_convolution_channel_group_trades_giant_rotations_for_babies(max_keys, group):
     # 64 channels of 4x4 share one ciphertext: giant steps of 1 channel need 63 rotations, of 2 only 31
-    # for 9 more babies; the second baby key takes the op past 5 keys, so the default keeps group 1.
+    # for 9 more babies; the two-channel giant key takes the op past 5 keys (this preset has no bootstrap
+    # keys to cover any), so the default keeps group 1.
     conv = Conv2d("conv", ("input",), RNG.normal(0, 0.1, (64, 64, 3, 3)), RNG.normal(0, 0.2, 64), 1, 1)
     graph = _single_layer(conv, Shape(64, 4, 4))
     params = PRESETS["one-ciphertext"]

@@ -45,8 +45,9 @@ def test_exact_relu_plan_reproduces_plaintext_logits(plan):
 
 def test_budget_against_the_reference(plan):
     assert plan.bootstraps <= 21  # the reference circuit bootstraps 21 times
-    covered = set(plan.params.bootstrap_measured[plan.params.max_slots].rotations)  # bootstrap keys
-    assert max(len({k for k in op.rotation_keys() if k % plan.params.max_slots not in covered}) for op in plan.ops) <= 5
+    from resnet_fhe.plan.residency import own_rotation_keys
+
+    assert max(len(own_rotation_keys(op, plan.params, 16384)) for op in plan.ops) <= 5  # beside bootstrap keys
     assert not plan.params.insecure
 
 

@@ -31,7 +31,7 @@ from resnet_fhe.compiler.scales import assign_scales
 from resnet_fhe.errors import CompileError
 from resnet_fhe.ir.graph import Add, AvgPool, Conv2d, Graph, Input, Linear, Node, ReLU, ShortcutA
 from resnet_fhe.plan.layout import Layout
-from resnet_fhe.plan.ops import AddTensors, LinearTransform, Op, Polynomial, RotateSum
+from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Op, Polynomial, RotateSum
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Plan, Register
 from resnet_fhe.plan.residency import own_rotation_keys
@@ -44,7 +44,8 @@ class CompileOptions:
     relu_error: target relative RMS error of each ReLU polynomial on its calibration samples.
     relu_form: "general" or "linear-even" (a*x + even(x): same depth, about half the evaluation time;
     see compiler/polynomial.py).
-    max_keys_per_phase: rotation keys one op may need (beside bootstrapping).
+    max_keys_per_phase: rotation keys one op may need beyond those the bootstrap keys include (the server
+    holds those anyway; before the first bootstrap it holds none, and an op there loads all its keys).
     uniform_bootstrap_slots: bootstrap every register at the plan's largest slot count, so the plan needs
     one set of bootstrap keys (compiler/levels.py: widen_bootstraps).
     images_per_query: images packed into the same ciphertexts (a power of two; plan/layout.py): each
@@ -74,8 +75,11 @@ SHALLOW_TRANSITIONS_HELP = ("a shallower ReLU before each stage transition inste
 
 
 class _Lowerer:
-    def __init__(self, graph: Graph, calibration: Calibration, params: CkksParameters, options: CompileOptions):
+    def __init__(self, graph: Graph, calibration: Calibration, params: CkksParameters, options: CompileOptions,
+                 bootstrap_slots: int | None):
         self.graph, self.params, self.options, self.calibration = graph, params, options, calibration
+        self.bootstrap_slots = bootstrap_slots  # whose bootstrap keys the server holds beside linear layers'
+
         self.scales = assign_scales(graph, calibration, options.margin)
         self.registers: dict[str, Register] = {}
         self.ops: list[Op] = []
@@ -92,8 +96,8 @@ class _Lowerer:
         self.registers[name] = Register(layout, list(scale), list(value_range))
 
     def linear(self, name: str, layer: str, source: str, target: str, entries: Entries, step: int,
-               keys: list[int], target_layout: Layout, bias: np.ndarray | None = None, reserve: int = 0,
-               purpose: str = "conv") -> None:
+               keys: list[int], target_layout: Layout, bias: np.ndarray | None = None, reserve: int = 0, *,
+               purpose: str) -> None:
         src = self.registers[source].layout
         self.linear_op(*build_linear_transform(
             name, layer, source, target, entries, slots_in=src.slots, slots_out=target_layout.slots,
@@ -101,7 +105,7 @@ class _Lowerer:
             purpose=purpose), reserve)
 
     def linear_op(self, op: LinearTransform, constants: dict[str, np.ndarray], reserve: int) -> None:
-        own = own_rotation_keys(op, self.params)
+        own = own_rotation_keys(op, self.params, self.bootstrap_slots)
         if len(own) > self.options.max_keys_per_phase:
             raise CompileError(f"{op.name} needs keys {sorted(own)} beside bootstrapping's, more than "
                                f"max_keys_per_phase={self.options.max_keys_per_phase}")
@@ -125,7 +129,8 @@ class _Lowerer:
                 purpose="conv")
             if best is not None and op.rotations() >= best[0].rotations():
                 break
-            if group == 1 or len(own_rotation_keys(op, self.params)) <= self.options.max_keys_per_phase:
+            own = own_rotation_keys(op, self.params, self.bootstrap_slots)
+            if group == 1 or len(own) <= self.options.max_keys_per_phase:
                 best = op, constants
             group *= 2
         self.linear_op(*best, reserve)
@@ -264,14 +269,26 @@ def _scale_channels(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters,
                   options: CompileOptions | None = None, model: str | None = None) -> Plan:
     options = options or CompileOptions()
-    lowerer = _Lowerer(graph, calibration, params, options)
-    for node in graph.nodes:
-        lowerer.lower(node)
-    ops = place_bootstraps(lowerer.ops, lowerer.reserve, lowerer.registers, graph.input.name, params)
+    # Lowering counts the keys an op needs beyond the bootstrap keys, before bootstraps are placed: it
+    # assumes the widest tensor's slot count (what widen_bootstraps gives when that tensor is bootstrapped)
+    # and lowers again with the placed one if that differs (placement depends on levels, not on keys).
+    bootstrap_slots = None
     if options.uniform_bootstrap_slots:
-        widen_bootstraps(ops)
-    if options.pair_bootstraps:
-        ops = pair_bootstraps(ops, lowerer.registers, params)
+        bootstrap_slots = max(Layout.for_shape(shape.channels, shape.height, shape.width, params.max_slots,
+                                               options.images_per_query).slots for shape in graph.shapes.values())
+    for _ in range(2):
+        lowerer = _Lowerer(graph, calibration, params, options, bootstrap_slots)
+        for node in graph.nodes:
+            lowerer.lower(node)
+        ops = place_bootstraps(lowerer.ops, lowerer.reserve, lowerer.registers, graph.input.name, params)
+        if options.uniform_bootstrap_slots:
+            widen_bootstraps(ops)
+        if options.pair_bootstraps:
+            ops = pair_bootstraps(ops, lowerer.registers, params)
+        placed = {op.slots for op in ops if isinstance(op, Bootstrap)}
+        if len(placed) != 1 or placed == {bootstrap_slots}:
+            break
+        bootstrap_slots = placed.pop()
     output = graph.output
     input_levels = trim_levels(ops, graph.input.name, output.name)
     plan = Plan(model or graph.name, params, graph.input.name, output.name, graph.shapes[output.name].size,

@@ -2,7 +2,8 @@
 
 Every function here returns the map of one layer in its layouts, already multiplied by the scale factor
 that takes the input's stored scale to the output's. The decompositions (giant, baby) follow the layout:
-a channel block difference is a giant step of one block, a spatial offset is a baby rotation.
+a channel block difference is made of giant steps of one or more blocks, a spatial offset is a baby
+rotation.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from resnet_fhe.plan.ops import Bootstrap, Op
 from resnet_fhe.plan.params import CkksParameters
 
 
-def own_rotation_keys(op: Op, params: CkksParameters) -> set[int]:
-    """The rotation keys `op` needs beyond those the preset's bootstrap keys include (at the ring's slot
-    count, where plans bootstrap): what the server loads for it once bootstrap keys are held."""
-    measured = params.bootstrap_measured.get(params.max_slots)
+def own_rotation_keys(op: Op, params: CkksParameters, bootstrap_slots: int | None) -> set[int]:
+    """The rotation keys `op` needs beyond those the preset's bootstrap keys at `bootstrap_slots` include
+    (None: no bootstrap keys): what the server loads for it once bootstrap keys are held."""
+    measured = params.bootstrap_measured.get(bootstrap_slots) if bootstrap_slots else None
     covered = set(measured.rotations) if measured is not None else set()
     return {key for key in op.rotation_keys() if key % params.max_slots not in covered}
 

@@ -34,6 +34,7 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
     params = plan.params
     last_use = last_readers(plan.ops)
     residency = KeyResidency.for_params(params)
+    bootstrap_slots = max((op.slots for op in plan.ops if isinstance(op, Bootstrap)), default=None)
     fixed = key_bytes(params)  # the relinearisation key; constants are read per op (plan.ConstantsOnDisk)
     live: dict[str, int] = {plan.input: plan.registers[plan.input].layout.ciphertexts}
     rows: OrderedDict[str, dict] = OrderedDict()
@@ -49,7 +50,7 @@ def layer_rows(plan: Plan, queries: int = 1, costs: OpCosts | None = None) -> li
             row["seconds"] += queries * costs.seconds(op_work(op, params))
         keys = op.rotation_keys()
         row["rotation_keys"] |= keys
-        row["max_keys_per_op"] = max(row["max_keys_per_op"], len(own_rotation_keys(op, params)))
+        row["max_keys_per_op"] = max(row["max_keys_per_op"], len(own_rotation_keys(op, params, bootstrap_slots)))
         if isinstance(op, LinearTransform):
             row["rotations"] += op.rotations()
             row["plaintext_products"] += op.terms
