@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from resnet_fhe.runtime.local import follow_parent
+
+    follow_parent()
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)

@@ -1,6 +1,11 @@
 """The local round trip (runtime.local) at the INSECURE toy preset: keygen and server in their own
 processes, the key store cached per plan, the answers equal to the simulator's within the CKKS error."""
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,3 +55,32 @@ def test_packed_plan_classifies_a_batch_as_queries_and_drops_the_padding(tmp_pat
     assert run.logits.shape == expected.shape == (3, plan.classes)
     assert np.max(np.abs(run.logits - expected)) < 0.02 * max(1.0, np.max(np.abs(expected)))
     assert run.seconds_per_image == run.seconds / 3
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux only (PR_SET_PDEATHSIG, /proc)")
+def test_a_keygen_or_server_child_dies_with_the_process_that_started_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    child_code = ("import os, time; from resnet_fhe.runtime.local import follow_parent; follow_parent(); "
+                  f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
+    parent_code = ("import sys; from resnet_fhe.runtime.local import run_child; "
+                   f"run_child([sys.executable, '-c', {child_code!r}], 1)")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, "the child did not start"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _running(child):
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

@@ -64,11 +64,34 @@ class ChildRun:
     peak_rss_gb: float
 
 
+PARENT_ENV = "RESNET_FHE_PARENT_PID"  # set for keygen and server children: see follow_parent
+
+
+def follow_parent() -> None:
+    """In a keygen or server child of run_child: ask the kernel for SIGTERM when the process that started
+    it dies (Linux), so a killed main job does not leave a server with gigabytes of keys running on both
+    cores. Called first thing by the CLI; a no-op elsewhere. If the parent is already gone, exit now."""
+    expected = os.environ.pop(PARENT_ENV, None)
+    if expected is None or sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != int(expected):
+        sys.exit("the process that started this one has exited")
+
+
 def run_child(command: list[str], threads: int) -> ChildRun:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), PARENT_ENV: str(os.getpid())}
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # Ctrl-C or an error here: the child goes too
+        child.terminate()
+        child.wait()
+        raise
     child.returncode = os.waitstatus_to_exitcode(status)
     return ChildRun(child.returncode, time.perf_counter() - started, usage.ru_maxrss * 1024 / GB)
 
