@@ -29,7 +29,7 @@ from resnet_fhe.compiler.pairing import pair_bootstraps
 from resnet_fhe.compiler.polynomial import MIN_DEPTH, choose_relu
 from resnet_fhe.compiler.scales import assign_scales
 from resnet_fhe.errors import CompileError
-from resnet_fhe.ir.graph import Add, AvgPool, Conv2d, Graph, Input, Linear, Node, ReLU, ShortcutA
+from resnet_fhe.ir.graph import Add, AvgPool, Conv2d, Graph, Input, Linear, Node, ReLU, Shape, ShortcutA
 from resnet_fhe.plan.layout import Layout
 from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Op, Polynomial, RotateSum
 from resnet_fhe.plan.params import CkksParameters
@@ -88,9 +88,7 @@ class _Lowerer:
         self.activations: dict[str, dict] = {}
 
     def layout(self, name: str) -> Layout:
-        shape = self.graph.shapes[name]
-        return Layout.for_shape(shape.channels, shape.height, shape.width, self.params.max_slots,
-                                self.options.images_per_query)
+        return _tensor_layout(self.graph.shapes[name], self.params, self.options)
 
     def add_register(self, name: str, layout: Layout, scale: np.ndarray, value_range: np.ndarray) -> None:
         self.registers[name] = Register(layout, list(scale), list(value_range))
@@ -250,6 +248,11 @@ class _Lowerer:
                     purpose="linear")
 
 
+def _tensor_layout(shape: Shape, params: CkksParameters, options: CompileOptions) -> Layout:
+    """Where a graph tensor sits in slots (one layout rule for every tensor of a plan)."""
+    return Layout.for_shape(shape.channels, shape.height, shape.width, params.max_slots, options.images_per_query)
+
+
 def _levels_before_bootstrap(reader: Node) -> int:
     """Levels `reader` spends from its input before any bootstrap can refresh what it computes: one per
     linear op its lowering chains (a strided convolution: full, subsample, pack; a strided shortcut:
@@ -274,8 +277,7 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
     # and lowers again with the placed one if that differs (placement depends on levels, not on keys).
     bootstrap_slots = None
     if options.uniform_bootstrap_slots:
-        bootstrap_slots = max(Layout.for_shape(shape.channels, shape.height, shape.width, params.max_slots,
-                                               options.images_per_query).slots for shape in graph.shapes.values())
+        bootstrap_slots = max(_tensor_layout(shape, params, options).slots for shape in graph.shapes.values())
     for _ in range(2):
         lowerer = _Lowerer(graph, calibration, params, options, bootstrap_slots)
         for node in graph.nodes:

@@ -26,9 +26,10 @@ from resnet_fhe.plan.params import CkksParameters
 def own_rotation_keys(op: Op, params: CkksParameters, bootstrap_slots: int | None) -> set[int]:
     """The rotation keys `op` needs beyond those the preset's bootstrap keys at `bootstrap_slots` include
     (None: no bootstrap keys): what the server loads for it once bootstrap keys are held."""
-    measured = params.bootstrap_measured.get(bootstrap_slots) if bootstrap_slots else None
-    covered = set(measured.rotations) if measured is not None else set()
-    return {key for key in op.rotation_keys() if key % params.max_slots not in covered}
+    residency = KeyResidency.for_params(params)
+    residency.bootstrap_slots = bootstrap_slots
+    needed = op.rotation_keys()
+    return needed - residency.covered(needed)
 
 
 @dataclass(frozen=True)
