@@ -4,7 +4,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: setup bench test lint clean
+# The native extension (CMakeLists.txt): OpenFHE is built once per machine into ~/.cache/resnet-fhe/native.
+# Offline, OPENFHE_TARBALL (or the environment's RESNET_FHE_OPENFHE_TARBALL) names the vendored sources.
+OPENFHE_TARBALL ?= $(or $(RESNET_FHE_OPENFHE_TARBALL),$(firstword $(wildcard ../shared/vendor/openfhe-development-v1.5.1.tar.gz)))
+NATIVE_BUILD := build/native
+# NATIVEOPT=ON: OpenFHE and the extension built for this machine's CPU (-march=native; its own cache entry).
+NATIVEOPT ?= OFF
+# `make test` builds and tests the native path where CMake and a C++ compiler exist (NATIVE=0: skip it).
+NATIVE ?= $(if $(and $(shell command -v cmake),$(shell command -v c++)),1,0)
+
+.PHONY: setup bench test lint clean native
 
 setup: $(STAMP)
 
@@ -18,7 +27,12 @@ $(STAMP): pyproject.toml
 bench: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/resnet20.py $(ARGS)
 
-test: setup
+native: setup
+	cmake -S . -B $(NATIVE_BUILD) -DPython_EXECUTABLE=$(abspath $(PY)) -DWITH_NATIVEOPT=$(NATIVEOPT) \
+	  $(if $(OPENFHE_TARBALL),-DOPENFHE_SOURCE_TARBALL=$(abspath $(OPENFHE_TARBALL)))
+	cmake --build $(NATIVE_BUILD) --parallel $(THREADS)
+
+test: setup $(if $(filter 1,$(NATIVE)),native)
 	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q $(ARGS)
 
@@ -26,4 +40,4 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results $(NATIVE_BUILD) resnet_fhe/_native*.so

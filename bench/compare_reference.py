@@ -56,6 +56,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", type=int, choices=[1, 2, 3, 4], default=4, help="the reference's parameter set")
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads for both systems")
     parser.add_argument("--preset", default="default-128", help="resnet-fhe's preset")
+    parser.add_argument("--backend", choices=["openfhe", "native"], default="openfhe",
+                        help="resnet-fhe's OpenFHE library: the PyPI wheel or the native build (`make native`)")
     parser.add_argument("--relu-form", default=None, help="resnet-fhe's ReLU form (default: the compiler's)")
     parser.add_argument("--reference-script", type=Path,
                         default=Path(os.environ.get("RESNET_FHE_REFERENCE_SCRIPT", DEFAULT_SCRIPT)),
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             plan = packed_choice.plan
         else:
             plan = compile_model_cached("resnet20", args.preset, options, DEFAULT_CALIBRATION_IMAGES, args.data_dir)
-            deployment = LocalDeployment(plan, threads=args.threads)
+            deployment = LocalDeployment(plan, threads=args.threads, library=args.backend)
         if plan.params.insecure:
             raise ResnetFheError(f"preset {plan.params.name} is insecure: the comparison is at 128 bits")
         if args.fresh_keys:
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
             stores = [] if args.packed_only else [deployment.store]
             if packed_choice is not None:
-                stores.append(LocalDeployment(packed_choice.plan, threads=args.threads).store)
+                stores.append(LocalDeployment(packed_choice.plan, threads=args.threads, library=args.backend).store)
             for store in stores:
                 shutil.rmtree(store, ignore_errors=True)
             if not args.packed_only:
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "key_load_seconds": [r.key_load_seconds for r in ours],
         "classes": [int(r.logits[0].argmax()) for r in ours],
         "max_abs_logit_error": None, "preset": plan.params.name, "bootstraps": plan.bootstraps,
+        "backend": args.backend,
         "relu_form": plan.calibration.get("relu_form"),
     }
     reference = earlier if earlier is not None else reference_figures(reference_runs, args.set)
@@ -325,7 +328,8 @@ def packed_run(args: argparse.Namespace, data, choice, single: dict, reference: 
     from resnet_fhe.runtime.local import LocalDeployment
 
     log(f"resnet-fhe on test images {args.start}-{args.start + len(data) - 1}, packed: {choice.reason} ...")
-    run = LocalDeployment(choice.plan, threads=args.threads).classify(data.images, checkpoint=False)
+    run = LocalDeployment(choice.plan, threads=args.threads, library=args.backend).classify(data.images,
+                                                                                          checkpoint=False)
     plain = run_graph(load_model("resnet20"), data.images / 255.0)
     packed = {
         "images": len(data), "test_images": [args.start, args.start + len(data) - 1],

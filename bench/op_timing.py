@@ -8,6 +8,8 @@ per-op costs are compared before and after a change; --unrescaled gives the op i
 backend stored registers in before it rescaled them (a convolution's output still carrying its product).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/op_timing.py --op stage1.block1.conv1 --images 1 4
+
+--library native times the same op on OpenFHE built from source (`make native`) instead of the wheel.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, nargs="+", default=[1], help="batch sizes to time")
     parser.add_argument("--unrescaled", action="store_true",
                         help="inputs still carrying an unrescaled product (how registers were stored before)")
+    parser.add_argument("--library", default="openfhe", help="OpenFHE binding: openfhe (the wheel) or native")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context, setup_bootstrap
+    from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context, fhe_library, setup_bootstrap
     from resnet_fhe.errors import ResnetFheError
     from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial
     from resnet_fhe.plan.plan import Plan
@@ -50,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ResnetFheError(f"{args.op} is a {op.kind} op; linear, polynomial and bootstrap ops are timed")
         if min(args.images) < 1:
             raise ResnetFheError("--images takes batch sizes of at least 1")
+        fhe_library(args.library)  # built and importable, before the keys take a minute
     except ResnetFheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    context = build_context(plan.params, complex_slots=plan.complex_slots)
+    context = build_context(plan.params, complex_slots=plan.complex_slots, library=args.library)
     keys = context.KeyGen()
     context.EvalMultKeyGen(keys.secretKey)
     if op.rotation_keys():
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"op": op.name, "kind": op.kind, "plan": str(args.plan),
                                          "preset": plan.params.name, "level_in": op.level_in,
+                                         "library": args.library,
                                          "unrescaled_input": args.unrescaled,
                                          "timings": rows, "command": " ".join(sys.argv)}, indent=1) + "\n")
     return 0

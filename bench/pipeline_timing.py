@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             return result
 
         backend.evaluate_op = timed
-        cts = read_ciphertexts(queries[0], plan.input, server.manifest["store_id"])
+        cts = read_ciphertexts(queries[0], plan.input, server.manifest["store_id"], server.fhe)
         backend.run_batch([cts], keys=keys)
         keys.drop()
     if args.json is not None:

@@ -60,6 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="key store folder (default: one per plan under $RESNET_FHE_CACHE or ~/.cache/resnet-fhe)")
     parser.add_argument("--budget-gb", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads for OpenFHE")
+    parser.add_argument("--backend", choices=["openfhe", "native"], default="openfhe",
+                        help="OpenFHE library: openfhe (the PyPI wheel) or native (built from source, `make native`)")
     parser.add_argument("--insecure", action="store_true", help="allow an insecure test preset")
     parser.add_argument("--json", type=Path, default=Path("results/resnet20.json"))
     parser.add_argument("--plot", type=Path, default=None,
@@ -69,6 +71,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--images must be at least 1 and --start at least 0")
     if args.plot is not None and args.simulate:
         parser.error("--plot draws the per-layer profile of an encrypted run: drop --simulate")
+    if args.backend != "openfhe" and args.simulate:
+        parser.error("--backend chooses the OpenFHE library of an encrypted run: drop --simulate")
     return args
 
 
@@ -119,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         from resnet_fhe.profiling.chart import require_matplotlib
 
         require_matplotlib()
+    if not args.simulate:
+        from resnet_fhe.backends.openfhe_backend import fhe_library
+
+        fhe_library(args.backend)  # built and importable, before compiling
     data = test_images(args)
     calibration_images = args.calibration_images or DEFAULT_CALIBRATION_IMAGES
     log(f"compiling {args.model} for preset {args.preset} (calibration: {calibration_images} training images)")
@@ -148,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.simulate:
         from resnet_fhe.runtime.local import LocalDeployment
 
-        deployment = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure)
+        deployment = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure, args.backend)
     costs = deployment.known_costs() if deployment is not None else None
     queries = -(-len(data) // plan.images_per_query)
     rows = layer_rows(plan, queries=queries, costs=costs)
@@ -158,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                "bootstraps": plan.bootstraps, "bootstraps_per_query": plan.bootstraps_per_query(),
                "compile_seconds": round(compile_seconds, 1),
                "estimated_peak_gb": estimate, "data_source": data.source, "first_image": args.start,
-               "packing": packing,
+               "packing": packing, "backend": None if args.simulate else args.backend,
                "plan_layers": rows, "images": []}
     if args.simulate:
         from resnet_fhe.backends.simulator import NoiseModel, SimulatorBackend

@@ -11,11 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from resnet_fhe.backends.openfhe_backend import LIBRARIES, fhe_library
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
 from resnet_fhe.compiler.compile import SHALLOW_TRANSITIONS_HELP, CompileOptions
 from resnet_fhe.compiler.packing import images_per_query_arg
 from resnet_fhe.compiler.polynomial import RELU_FORMS
 from resnet_fhe.errors import InputError, ResnetFheError
+
+BACKEND_HELP = ("OpenFHE library: openfhe (the PyPI wheel) or native (OpenFHE built from source, `make native`; "
+                "its key stores are its own)")
 
 
 def _log(message: str) -> None:
@@ -122,6 +126,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.mode == "encrypted" and args.images is None:
         raise InputError("encrypted evaluation takes minutes per image at 128 bits: say how many with --images N")
+    if args.mode == "encrypted":
+        fhe_library(args.backend)  # built and importable, before compiling
     if args.bootstrap_error_bits is not None and (args.mode != "simulate" or not args.noise
                                                   or not 0 < args.bootstrap_error_bits < 60):
         raise InputError("--bootstrap-error-bits takes a number of bits between 0 and 60 and goes with "
@@ -191,7 +197,8 @@ def encrypted_logits(plan, images: np.ndarray, args: argparse.Namespace, result:
     from resnet_fhe.runtime.local import LocalDeployment
 
     _refuse_insecure(plan.params, args.insecure)
-    run = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure).classify(images)
+    run = LocalDeployment(plan, args.store, args.threads, args.budget_gb, args.insecure,
+                          args.backend).classify(images)
     result.update(preset=plan.params.name, bootstraps=plan.bootstraps, security=plan.params.security,
                   seconds_per_image=round(run.seconds_per_image, 2), server_seconds=run.seconds,
                   server_process_seconds=round(run.process_seconds, 2), peak_rss_gb=run.peak_rss_gb,
@@ -210,11 +217,12 @@ def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.profiling import RssSampler
     from resnet_fhe.runtime import Client
 
+    fhe_library(args.backend)  # built and importable, before compiling
     plan = compile_plan(args)
     _refuse_insecure(plan.params, args.insecure)
     started = time.perf_counter()
     with RssSampler() as sampler:
-        Client.keygen(plan, args.store / "server", args.store / "client")
+        Client.keygen(plan, args.store / "server", args.store / "client", args.backend)
     size = sum(p.stat().st_size for p in (args.store / "server").rglob("*") if p.is_file())
     result = {"store": str(args.store), "seconds": round(time.perf_counter() - started, 1),
               "server_bytes": size, "preset": plan.params.name, "peak_rss_gb": sampler.peak / 1e9}
@@ -315,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--plan", type=Path, default=None, help="a saved plan JSON (instead of compiling)")
     keygen.add_argument("--store", type=Path, required=True, help="key store folder (server/ and client/)")
     keygen.add_argument("--insecure", action="store_true", help="allow an insecure test preset")
+    keygen.add_argument("--backend", choices=LIBRARIES, default="openfhe", help=BACKEND_HELP)
     keygen.add_argument("--json", type=Path, default=None)
     keygen.set_defaults(handler=cmd_keygen)
 
@@ -368,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--budget-gb", type=float, default=15.0, help="encrypted: the server's memory budget")
     evaluate.add_argument("--threads", type=int, default=2, help="encrypted: OpenMP threads of keygen and server")
     evaluate.add_argument("--insecure", action="store_true", help="encrypted: allow an insecure test preset")
+    evaluate.add_argument("--backend", choices=LIBRARIES, default="openfhe", help="encrypted: " + BACKEND_HELP)
     evaluate.add_argument("--json", type=Path, default=None, help="also write the result here")
     evaluate.set_defaults(handler=cmd_evaluate)
     return parser

@@ -48,3 +48,27 @@ def test_compare_reference_checks_skipped_figures_before_compiling(tmp_path, cif
 def test_encode_timing_refuses_towers_outside_the_chain(capsys):
     assert _script("encode_timing").main(["--towers", "0,3"]) == 2
     assert "--towers" in capsys.readouterr().err
+
+
+def test_main_job_refuses_a_backend_for_the_simulator(capsys):
+    with pytest.raises(SystemExit):
+        _script("resnet20").parse(["--simulate", "--backend", "native"])
+    assert "--backend chooses the OpenFHE library of an encrypted run" in capsys.readouterr().err
+
+
+def test_main_job_checks_the_native_build_before_compiling(tmp_path, capsys, monkeypatch):
+    """An encrypted run on a library that is not built stops at once, saying how to build it."""
+    import resnet_fhe.backends.openfhe_backend as backend
+    import resnet_fhe.compiler.plan_cache as plan_cache
+    from resnet_fhe.errors import PlanError
+
+    def not_built(name: str = "openfhe"):
+        raise PlanError("the native backend is not built for this interpreter: run `make native`")
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled before checking --backend")
+
+    monkeypatch.setattr(backend, "fhe_library", not_built)
+    monkeypatch.setattr(plan_cache, "compile_model_cached", no_compile)
+    assert _script("resnet20").main(["--backend", "native", "--json", str(tmp_path / "x.json")]) == 2
+    assert "make native" in capsys.readouterr().err

@@ -15,19 +15,18 @@ openfhe_backend = pytest.importorskip("resnet_fhe.backends.openfhe_backend")
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(library):
     plan = toy_resnet_plan(relu_form="general")  # the linear-even default has its own test below
-    keys = openfhe_backend.generate_keys(plan)
+    keys = openfhe_backend.generate_keys(plan, library)
     return plan, keys, openfhe_backend.OpenFHEBackend(plan, keys.context)
 
 
 @pytest.mark.parametrize("preset", ["default-128", "toy-insecure"])
-def test_preset_bootstrap_depth_matches_openfhe(preset):
-    import openfhe
-
+def test_preset_bootstrap_depth_matches_openfhe(preset, library):
     params = load_preset(preset)
-    context = openfhe_backend.build_context(params)  # also OpenFHE's own security check of the preset
-    depth = context.GetBootstrapDepth(list(params.level_budget), getattr(openfhe, params.secret_key_dist))
+    context = openfhe_backend.build_context(params, library=library)  # also OpenFHE's own security check
+    fhe = openfhe_backend.fhe_library(library)
+    depth = context.GetBootstrapDepth(list(params.level_budget), getattr(fhe, params.secret_key_dist))
     assert depth == params.bootstrap_depth
     assert params.insecure == (preset == "toy-insecure")
 
@@ -84,13 +83,13 @@ def test_linear_transforms_split_a_large_batch_into_groups(setup, monkeypatch):
         assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
 
 
-def test_packed_queries_under_real_encryption_match_unpacked_logits():
+def test_packed_queries_under_real_encryption_match_unpacked_logits(library):
     """Four images share each ciphertext: one query's bootstraps, polynomials and rotations serve all of
     them, and each image's logits are its own (the unpacked plan's, within the CKKS error)."""
     packed = toy_resnet_plan(images_per_query=4)
     unpacked = toy_resnet_plan()
     assert packed.bootstraps == unpacked.bootstraps
-    keys = openfhe_backend.generate_keys(packed)
+    keys = openfhe_backend.generate_keys(packed, library)
     backend = openfhe_backend.OpenFHEBackend(packed, keys.context)
     images = random_images(7, (1, 8, 8), seed=18).images / 255.0  # a full query and one of three
     queries = [backend.encrypt(images[:4], keys.public_key), backend.encrypt(images[4:], keys.public_key)]
@@ -102,11 +101,11 @@ def test_packed_queries_under_real_encryption_match_unpacked_logits():
         backend.encrypt(images[:5], keys.public_key)
 
 
-def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels():
+def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels(library):
     plan = toy_resnet_plan(relu_form="linear-even")
     relus = [op for op in plan.ops if op.kind == "polynomial"]
     assert relus and all(op.linear_even for op in relus)  # the backend takes the half-degree path
-    keys = openfhe_backend.generate_keys(plan)
+    keys = openfhe_backend.generate_keys(plan, library)
     backend = openfhe_backend.OpenFHEBackend(plan, keys.context)
     images = random_images(2, (1, 8, 8), seed=15).images / 255.0
     batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
@@ -130,7 +129,7 @@ def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels():
     assert levels["linear-even"] <= levels["general"]
 
 
-def test_paired_bootstraps_under_real_encryption_match_the_unpaired_plan():
+def test_paired_bootstraps_under_real_encryption_match_the_unpaired_plan(library):
     """Two ciphertexts share each first-stage bootstrap (a/sqrt2 + i*b/sqrt2, split by a conjugation;
     plan structure: tests/test_compiler.py): the unpaired plan's logits within the CKKS error, every op
     at its planned levels (the backend checks)."""
@@ -139,7 +138,7 @@ def test_paired_bootstraps_under_real_encryption_match_the_unpaired_plan():
     assert paired.complex_slots
     images = random_images(8, (1, 8, 8), seed=19).images / 255.0
     want = SimulatorBackend(unpaired).run(images)
-    keys = openfhe_backend.generate_keys(paired)
+    keys = openfhe_backend.generate_keys(paired, library)
     backend = openfhe_backend.OpenFHEBackend(paired, keys.context)
     got = backend.decrypt(backend.run(backend.encrypt(images, keys.public_key)), keys.secret_key)
     assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))

@@ -17,10 +17,11 @@ SERVE = "import sys; from resnet_fhe.runtime import Server; Server(sys.argv[1]).
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    base = tmp_path_factory.mktemp("store")
+def store(tmp_path_factory, library):
+    """A toy key store made by each OpenFHE library (the conftest's `library`): every test here runs on both."""
+    base = tmp_path_factory.mktemp(f"store-{library}")
     plan = toy_resnet_plan()
-    client = runtime.Client.keygen(plan, base / "server", base / "client-secret")
+    client = runtime.Client.keygen(plan, base / "server", base / "client-secret", library)
     return plan, client, base
 
 

@@ -1,4 +1,5 @@
-"""Executes a plan under real CKKS encryption with OpenFHE (openfhe-python 1.6.1).
+"""Executes a plan under real CKKS encryption with OpenFHE: the openfhe-python 1.6.1 wheel, or OpenFHE
+built from source as resnet_fhe._native (fhe_library), which binds the same calls under the same names.
 
 Every op keeps the simulator's slot semantics: EvalRotate(ct, k) moves slot p + k to p; a ciphertext
 encrypting an n-periodic vector is tagged with n slots (SetSlots), which is what bootstrapping and
@@ -38,21 +39,37 @@ from resnet_fhe.plan.ops import (
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Plan
 
-
-def _openfhe():
-    try:
-        import openfhe
-    except ImportError as exc:  # only on platforms without the 3.10 wheel
-        raise PlanError("the OpenFHE backend needs the openfhe package (CPython 3.10, Linux x86_64)") from exc
-    return openfhe
+LIBRARIES = ("openfhe", "native")
 
 
-def build_context(params: CkksParameters, complex_slots: bool = False):
-    """A CKKS context for the preset; OpenFHE itself checks the HE-standard security level.
+def fhe_library(name: str = "openfhe"):
+    """The OpenFHE binding a context comes from: "openfhe" (the PyPI wheel, CPython 3.10 on Linux x86_64)
+    or "native" (resnet_fhe._native, OpenFHE built from source by CMakeLists.txt: `make native`). Both
+    expose the calls this module makes under the same names; a context's objects never mix with the other's."""
+    if name == "openfhe":
+        try:
+            import openfhe
+        except ImportError as exc:  # only on platforms without the 3.10 wheel
+            raise PlanError("the OpenFHE backend needs the openfhe package (CPython 3.10, Linux x86_64); "
+                            "elsewhere build the native one (`make native`) and choose it") from exc
+        return openfhe
+    if name == "native":
+        try:
+            from resnet_fhe import _native
+        except ImportError as exc:
+            raise PlanError("the native backend is not built for this interpreter: run `make native` "
+                            f"(CMake, a C++17 compiler and pybind11; it builds OpenFHE once) ({exc})") from exc
+        return _native
+    raise InputError(f"unknown OpenFHE library {name!r}: choose one of {', '.join(LIBRARIES)}")
+
+
+def build_context(params: CkksParameters, complex_slots: bool = False, library: str = "openfhe"):
+    """A CKKS context for the preset from `library` (fhe_library); OpenFHE itself checks the HE-standard
+    security level.
 
     `complex_slots` sets OpenFHE's COMPLEX data type: under the default (REAL) decryption drops the
     slots' imaginary parts, which a complex-paired bootstrap (two real ciphertexts as a + ib) carries."""
-    fhe = _openfhe()
+    fhe = fhe_library(library)
     settings = fhe.CCParamsCKKSRNS()
     if complex_slots:
         settings.SetCKKSDataType(fhe.COMPLEX)
@@ -87,6 +104,14 @@ def setup_bootstrap(context, params: CkksParameters, slots: int, precompute: boo
                                params.bootstrap_correction_factor, precompute)
 
 
+def clear_bootstrap_setup(context) -> None:
+    """Drops the context's bootstrap precomputation (the encoded transforms: gigabytes) where the library
+    can: OpenFHE 1.5.1, which the native build uses, has no call for it, so there it stays until the
+    context goes (plans bootstrap at one slot count per run, so it is never held twice)."""
+    if hasattr(context, "ClearBootstrapPrecom"):
+        context.ClearBootstrapPrecom()
+
+
 @dataclass
 class KeySet:
     """All keys in one process: what a test or a local benchmark uses."""
@@ -96,16 +121,16 @@ class KeySet:
     secret_key: object
 
 
-def context_for_plan(plan: Plan):
+def context_for_plan(plan: Plan, library: str = "openfhe"):
     """The preset's context with bootstrapping precomputed for every slot count the plan bootstraps at."""
-    context = build_context(plan.params, complex_slots=plan.complex_slots)
+    context = build_context(plan.params, complex_slots=plan.complex_slots, library=library)
     for slots in plan.bootstrap_slot_counts():
         setup_bootstrap(context, plan.params, slots)
     return context
 
 
-def generate_keys(plan: Plan) -> KeySet:
-    context = context_for_plan(plan)
+def generate_keys(plan: Plan, library: str = "openfhe") -> KeySet:
+    context = context_for_plan(plan, library)
     slot_counts = plan.bootstrap_slot_counts()
     pair = context.KeyGen()
     context.EvalMultKeyGen(pair.secretKey)

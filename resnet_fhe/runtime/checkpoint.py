@@ -29,8 +29,8 @@ def input_digest(folders: list[Path]) -> list[str]:
 
 
 class Checkpoint:
-    def __init__(self, folder: Path, store_id: str, inputs: list[str], interval_seconds: float = 600.0):
-        self.folder, self.store_id, self.inputs = Path(folder), store_id, inputs
+    def __init__(self, folder: Path, store_id: str, inputs: list[str], fhe, interval_seconds: float = 600.0):
+        self.folder, self.store_id, self.inputs, self.fhe = Path(folder), store_id, inputs, fhe
         self.interval = interval_seconds
         self._last_write = time.monotonic()
 
@@ -44,8 +44,8 @@ class Checkpoint:
             raise KeyStoreError(f"the checkpoint in {self.folder} belongs to other inputs or another key store; "
                                 "delete the folder to start over")
         step = self.folder / f"step-{state['next_op']}"
-        registers = [{name: read_ciphertexts(step / f"image{i}" / name, name, self.store_id) for name in names}
-                     for i, names in enumerate(state["registers"])]
+        registers = [{name: read_ciphertexts(step / f"image{i}" / name, name, self.store_id, self.fhe)
+                      for name in names} for i, names in enumerate(state["registers"])]
         return state["next_op"], registers, state.get("notes", {})
 
     def save(self, next_op: int, registers: list[dict[str, list]], notes: dict, force: bool = False) -> bool:
@@ -57,7 +57,7 @@ class Checkpoint:
         shutil.rmtree(step, ignore_errors=True)
         for i, image in enumerate(registers):
             for name, cts in image.items():
-                write_ciphertexts(step / f"image{i}" / name, cts, name, self.store_id)
+                write_ciphertexts(step / f"image{i}" / name, cts, name, self.store_id, self.fhe)
         state = {"store_id": self.store_id, "inputs": self.inputs, "next_op": next_op,
                  "registers": [sorted(image) for image in registers], "notes": notes}
         temporary = self.folder / f"{STATE}.tmp"

@@ -14,14 +14,13 @@ from resnet_fhe.runtime.keystore import KeyStoreError
 HEADER = "header.json"
 
 
-def write_ciphertexts(folder: Path, cts: list, register: str, store_id: str, images: int = 1) -> None:
-    import openfhe
-
+def write_ciphertexts(folder: Path, cts: list, register: str, store_id: str, fhe, images: int = 1) -> None:
+    """`fhe`: the OpenFHE library the ciphertexts come from (key_store_library: the store's)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for index, ct in enumerate(cts):
         path = folder / f"ct{index}.bin"
-        if not openfhe.SerializeToFile(str(path), ct, openfhe.BINARY):
+        if not fhe.SerializeToFile(str(path), ct, fhe.BINARY):
             raise KeyStoreError(f"could not write ciphertext {path}")
         files[path.name] = sha256_file(path)
     header = {"register": register, "store_id": store_id, "images": images, "files": files}
@@ -36,9 +35,7 @@ def query_images(folder: Path) -> int:
         raise KeyStoreError(f"{folder} is not a ciphertext folder ({exc})") from exc
 
 
-def read_ciphertexts(folder: Path, register: str, store_id: str) -> list:
-    import openfhe
-
+def read_ciphertexts(folder: Path, register: str, store_id: str, fhe) -> list:
     header_path = folder / HEADER
     if not header_path.is_file():
         raise KeyStoreError(f"{folder} is not a ciphertext folder (no {HEADER})")
@@ -52,7 +49,7 @@ def read_ciphertexts(folder: Path, register: str, store_id: str) -> list:
         path = folder / name
         if not path.is_file() or sha256_file(path) != digest:
             raise KeyStoreError(f"ciphertext {path} is missing or does not match its header (tampered?)")
-        ct, ok = openfhe.DeserializeCiphertext(str(path), openfhe.BINARY)
+        ct, ok = fhe.DeserializeCiphertext(str(path), fhe.BINARY)
         if not ok:
             raise KeyStoreError(f"ciphertext {path} could not be read")
         cts.append(ct)

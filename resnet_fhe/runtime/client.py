@@ -12,6 +12,8 @@ import numpy as np
 from resnet_fhe.backends.openfhe_backend import (
     OpenFHEBackend,
     build_context,
+    clear_bootstrap_setup,
+    fhe_library,
     plan_rotation_keys,
     setup_bootstrap,
 )
@@ -19,7 +21,7 @@ from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
-from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified, write_manifest
+from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library, read_manifest, verified, write_manifest
 
 
 def _log(message: str) -> None:
@@ -28,47 +30,46 @@ def _log(message: str) -> None:
 
 class Client:
     def __init__(self, server_dir: Path, client_dir: Path):
-        import openfhe
-
         self.server_dir, self.client_dir = Path(server_dir), Path(client_dir)
         self.manifest = read_manifest(self.server_dir)
+        self.fhe = fhe = key_store_library(self.manifest)
         self.plan = Plan.load(verified(self.server_dir, self.manifest, "plan.json"))
         context_path = verified(self.server_dir, self.manifest, "context.bin")
-        self.context, ok = openfhe.DeserializeCryptoContext(str(context_path), openfhe.BINARY)
-        self.public_key, ok_pk = openfhe.DeserializePublicKey(str(self.client_dir / "public_key.bin"), openfhe.BINARY)
-        self.secret_key, ok_sk = openfhe.DeserializePrivateKey(str(self.client_dir / "secret_key.bin"), openfhe.BINARY)
+        self.context, ok = fhe.DeserializeCryptoContext(str(context_path), fhe.BINARY)
+        self.public_key, ok_pk = fhe.DeserializePublicKey(str(self.client_dir / "public_key.bin"), fhe.BINARY)
+        self.secret_key, ok_sk = fhe.DeserializePrivateKey(str(self.client_dir / "secret_key.bin"), fhe.BINARY)
         if not (ok and ok_pk and ok_sk):
             raise KeyStoreError(f"could not read the client keys in {self.client_dir}")
         self.backend = OpenFHEBackend(self.plan, self.context)
 
     @classmethod
-    def keygen(cls, plan: Plan, server_dir: Path, client_dir: Path) -> Client:
+    def keygen(cls, plan: Plan, server_dir: Path, client_dir: Path, library: str = "openfhe") -> Client:
         """Writes the key store: one file per rotation key, one bootstrap-key file per slot count, the
-        secret key only under client_dir (readable by its owner alone)."""
-        import openfhe
-
+        secret key only under client_dir (readable by its owner alone), all made by `library`
+        (fhe_library: the wheel or the native build)."""
+        fhe = fhe_library(library)
         started = time.perf_counter()
         server_dir, client_dir = Path(server_dir), Path(client_dir)
         for folder in (server_dir / "rotations", server_dir / "bootstrap", client_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        context = build_context(plan.params, complex_slots=plan.complex_slots)
+        context = build_context(plan.params, complex_slots=plan.complex_slots, library=library)
         slot_counts = plan.bootstrap_slot_counts()
         pair = context.KeyGen()
         context.EvalMultKeyGen(pair.secretKey)
-        ok = openfhe.SerializeToFile(str(server_dir / "context.bin"), context, openfhe.BINARY)
-        ok &= openfhe.SerializeToFile(str(client_dir / "public_key.bin"), pair.publicKey, openfhe.BINARY)
+        ok = fhe.SerializeToFile(str(server_dir / "context.bin"), context, fhe.BINARY)
+        ok &= fhe.SerializeToFile(str(client_dir / "public_key.bin"), pair.publicKey, fhe.BINARY)
         client_dir.chmod(0o700)
         secret = client_dir / "secret_key.bin"
         secret.touch(mode=0o600)  # created owner-only before the key is written into it
         secret.chmod(0o600)
-        ok &= openfhe.SerializeToFile(str(secret), pair.secretKey, openfhe.BINARY)
-        ok &= context.SerializeEvalMultKey(str(server_dir / "mult_key.bin"), openfhe.BINARY)
+        ok &= fhe.SerializeToFile(str(secret), pair.secretKey, fhe.BINARY)
+        ok &= context.SerializeEvalMultKey(str(server_dir / "mult_key.bin"), fhe.BINARY)
         rotation_keys: dict[str, str] = {}
         for index in plan_rotation_keys(plan):  # one file per key: ops load just the keys they use
             rotation_keys[str(index)] = f"rotations/{'m' if index < 0 else 'p'}{abs(index)}.bin"
             context.ClearEvalAutomorphismKeys()
             context.EvalRotateKeyGen(pair.secretKey, [index])
-            ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), openfhe.BINARY)
+            ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), fhe.BINARY)
         tag = pair.secretKey.GetKeyTag()
         covers: dict[str, list[int]] = {}  # slots -> the plan's rotations whose keys bootstrapping has too
         for slots in slot_counts:
@@ -80,16 +81,17 @@ class Client:
             bootstrap_indices = set(context.GetExistingEvalAutomorphismKeyIndices(tag))
             covers[str(slots)] = sorted({index % plan.params.max_slots for index in plan_rotation_keys(plan)
                                          if context.FindAutomorphismIndex(index) in bootstrap_indices})
-            ok &= openfhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), openfhe.BINARY,
+            ok &= fhe.SerializeEvalBootstrapKey(str(server_dir / f"bootstrap/{slots}.bin"), fhe.BINARY,
                                                     context, tag, slots)
-            context.ClearBootstrapPrecom()
+            clear_bootstrap_setup(context)
             release_freed_memory()
         context.ClearEvalAutomorphismKeys()
         if not ok:
             raise KeyStoreError(f"writing the key store under {server_dir} failed")
         plan.save(server_dir / "plan.json")
         store_id = hashlib.sha256((plan.constants_sha256 + tag).encode()).hexdigest()[:32]
-        write_manifest(server_dir, {"store_id": store_id, "key_tag": tag, "rotation_keys": rotation_keys,
+        write_manifest(server_dir, {"store_id": store_id, "library": library, "key_tag": tag,
+                                    "rotation_keys": rotation_keys,
                                     "bootstrap_slots": slot_counts, "bootstrap_covers": covers,
                                     "params": plan.params.to_dict()})
         _log(f"keygen: {len(rotation_keys)} rotation key files, {len(slot_counts)} bootstrap key files in "
@@ -113,7 +115,7 @@ class Client:
         if not np.issubdtype(pixels.dtype, np.floating) or pixels.min() < 0 or pixels.max() > 1:
             raise InputError("pixels must be uint8, or floats in [0, 1]")
         cts = self.backend.encrypt(pixels, self.public_key)
-        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"], len(query))
+        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"], self.fhe, len(query))
 
     def decrypt(self, folder: Path) -> np.ndarray:
         """A query's answer -> (images in the query, outputs), the padding of a short query dropped."""
@@ -121,5 +123,5 @@ class Client:
         if not 1 <= images <= self.plan.images_per_query:
             raise InputError(f"{folder} says it holds {images} images; this plan's queries hold 1 to "
                              f"{self.plan.images_per_query}")
-        cts = read_ciphertexts(Path(folder), self.plan.output, self.manifest["store_id"])
+        cts = read_ciphertexts(Path(folder), self.plan.output, self.manifest["store_id"], self.fhe)
         return self.backend.decrypt(cts, self.secret_key)[:images]

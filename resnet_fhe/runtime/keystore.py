@@ -7,7 +7,9 @@
                       secret key are readable by their owner only)
 
 The manifest records the sha256 of every server file; the server checks each file before loading it,
-so a truncated, swapped or edited key fails with a message naming the file.
+so a truncated, swapped or edited key fails with a message naming the file. It also names the OpenFHE
+library that made the keys ("library": the wheel or the native build; stores written before it was
+recorded are the wheel's): their files are in that library's format, which the other cannot read.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from resnet_fhe.errors import ResnetFheError
+from resnet_fhe.backends.openfhe_backend import fhe_library
+from resnet_fhe.errors import InputError, PlanError, ResnetFheError
 from resnet_fhe.hashing import sha256_file
 
 MANIFEST = "manifest.json"
@@ -43,6 +46,16 @@ def read_manifest(server_dir: Path) -> dict:
     if manifest.get("format") != FORMAT:
         raise KeyStoreError(f"{path} is not a {FORMAT} manifest")
     return manifest
+
+
+def key_store_library(manifest: dict):
+    """The OpenFHE library (module) whose files the store holds."""
+    name = manifest.get("library", "openfhe")
+    try:
+        return fhe_library(name)
+    except (InputError, PlanError) as exc:
+        raise KeyStoreError(f"this key store was made with the {name!r} OpenFHE library, which cannot be "
+                            f"loaded here: {exc}") from exc
 
 
 def verified(server_dir: Path, manifest: dict, name: str) -> Path:

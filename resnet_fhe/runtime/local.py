@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_fhe.backends.openfhe_backend import fhe_library
 from resnet_fhe.cache import cache_dir
 from resnet_fhe.errors import ServerError
 from resnet_fhe.plan.plan import EXECUTABLE_FIELDS, Plan, executes_alike
@@ -46,12 +47,13 @@ def plan_digest(plan: Plan) -> str:
     return hashlib.sha256(json.dumps({k: data[k] for k in EXECUTABLE_FIELDS}, sort_keys=True).encode()).hexdigest()
 
 
-def _store_prefix(plan: Plan) -> str:
-    return f"{plan.model}-{plan.params.name}{plan.packing_suffix}"
+def _store_prefix(plan: Plan, library: str = "openfhe") -> str:
+    """Stores of the two OpenFHE libraries live apart: neither reads the other's files."""
+    return f"{plan.model}-{plan.params.name}{plan.packing_suffix}{'' if library == 'openfhe' else '-' + library}"
 
 
-def default_store(plan: Plan) -> Path:
-    return cache_dir() / "stores" / f"{_store_prefix(plan)}-{plan_digest(plan)[:12]}"
+def default_store(plan: Plan, library: str = "openfhe") -> Path:
+    return cache_dir() / "stores" / f"{_store_prefix(plan, library)}-{plan_digest(plan)[:12]}"
 
 
 @dataclass
@@ -122,10 +124,14 @@ class LocalDeployment:
     """A plan's key store on this machine, and encrypted classification through it."""
 
     def __init__(self, plan: Plan, store: Path | None = None, threads: int = 2, budget_gb: float = 15.0,
-                 insecure: bool = False):
+                 insecure: bool = False, library: str = "openfhe"):
+        """`library`: the OpenFHE build that makes the keys and evaluates (fhe_library), checked here,
+        before any key is made."""
+        fhe_library(library)
         self.plan, self.threads, self.budget_gb, self.insecure = plan, threads, budget_gb, insecure
+        self.library = library
         self.cached = store is None
-        self.store = Path(store) if store is not None else default_store(plan)
+        self.store = Path(store) if store is not None else default_store(plan, library)
 
     @property
     def server_dir(self) -> Path:
@@ -138,13 +144,15 @@ class LocalDeployment:
             return False
         try:
             stored = json.loads((self.server_dir / "plan.json").read_text())
+            made_by = json.loads(manifest.read_text()).get("library", "openfhe")
         except (OSError, json.JSONDecodeError):
             return False
-        return executes_alike(self.plan, stored)
+        return made_by == self.library and executes_alike(self.plan, stored)
 
     def cost_table(self) -> Path:
-        return cost_table_path(cache_dir(), machine_name(self.threads), self.plan.params.name,
-                               self.plan.bootstrap_slot_counts())
+        """This machine's op costs; the native library's are its own (another build, other speeds)."""
+        machine = machine_name(self.threads) + ("" if self.library == "openfhe" else f"-{self.library}")
+        return cost_table_path(cache_dir(), machine, self.plan.params.name, self.plan.bootstrap_slot_counts())
 
     def known_costs(self) -> OpCosts | None:
         """This machine's op costs from an earlier run (None before the first): what predicts a run's
@@ -163,7 +171,7 @@ class LocalDeployment:
             figures = json.loads(record.read_text()) if record.is_file() else {}
             return {"seconds": figures.get("seconds"), "peak_rss_gb": figures.get("peak_rss_gb"), "reused": True}
         if self.cached:
-            prefix = _store_prefix(self.plan)
+            prefix = _store_prefix(self.plan, self.library)
             for stale in self.store.parent.glob(f"{prefix}-*"):
                 if stale != self.store and re.fullmatch(re.escape(prefix) + r"-[0-9a-f]{12}", stale.name):
                     _log(f"removing the key store {stale}: it was made for another plan")
@@ -175,7 +183,8 @@ class LocalDeployment:
         self.plan.save(plan_path)
         _log(f"generating keys into {self.store} (a minute or two and ~6 GB at the 128-bit preset)")
         command = [sys.executable, "-m", "resnet_fhe.cli", "keygen", "--plan", str(plan_path),
-                   "--store", str(self.store), "--json", str(record)] + (["--insecure"] if self.insecure else [])
+                   "--store", str(self.store), "--json", str(record), "--backend", self.library]
+        command += ["--insecure"] if self.insecure else []
         child = run_child(command, self.threads)
         if child.returncode != 0:
             raise KeyStoreError(f"keygen failed (exit {child.returncode}); see its messages above")

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, setup_bootstrap
+from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, clear_bootstrap_setup, setup_bootstrap
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
 from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
-from resnet_fhe.runtime.keystore import KeyStoreError, read_manifest, verified
+from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library, read_manifest, verified
 
 
 class PhaseKeys:
@@ -42,9 +42,7 @@ class PhaseKeys:
         self.rotations_loaded = False  # the context's map holds rotation keys (and is not bootstrap_keys)
 
     def load(self, op) -> None:
-        import openfhe
-
-        server, cc = self.server, self.server.context
+        server, cc, fhe = self.server, self.server.context, self.server.fhe
         change = self.residency.admit(op)
         if change.drop_bootstrap:
             self.drop()
@@ -55,7 +53,7 @@ class PhaseKeys:
             setup_bootstrap(cc, server.plan.params, change.load_bootstrap)
             path = str(server.file(f"bootstrap/{change.load_bootstrap}.bin"))
             tag = server.manifest["key_tag"]
-            if not openfhe.DeserializeEvalBootstrapKey(path, openfhe.BINARY, cc, tag, change.load_bootstrap):
+            if not fhe.DeserializeEvalBootstrapKey(path, fhe.BINARY, cc, tag, change.load_bootstrap):
                 raise KeyStoreError(f"could not load bootstrap keys from {path}")
             self.bootstrap_keys = cc.GetEvalAutomorphismKeyMap(tag)
         if change.load_rotations:
@@ -68,7 +66,7 @@ class PhaseKeys:
                     raise KeyStoreError(f"{op.name} needs rotation key {index}, which the key store lacks "
                                         "(made for another plan?)")
                 path = str(server.file(name))
-                if not cc.DeserializeEvalAutomorphismKey(path, openfhe.BINARY):
+                if not cc.DeserializeEvalAutomorphismKey(path, fhe.BINARY):
                     raise KeyStoreError(f"could not load evaluation keys from {path}")
             if fresh and self.bootstrap_keys is not None:
                 cc.InsertEvalAutomorphismKey(self.bootstrap_keys, server.manifest["key_tag"])
@@ -88,24 +86,23 @@ class PhaseKeys:
     def drop(self) -> None:
         self.server.context.ClearEvalAutomorphismKeys()
         if self.bootstrap_keys is not None:
-            self.server.context.ClearBootstrapPrecom()
+            clear_bootstrap_setup(self.server.context)
         self.bootstrap_keys, self.rotations_loaded = None, False
         release_freed_memory()
 
 
 class Server:
     def __init__(self, server_dir: Path):
-        import openfhe
-
         self.server_dir = Path(server_dir)
         self.manifest = read_manifest(self.server_dir)
+        self.fhe = fhe = key_store_library(self.manifest)
         self._checked: dict[str, tuple[int, int]] = {}
         self.file("plan.npz")
         self.plan = Plan.load(self.file("plan.json"), constants_on_disk=True)
-        self.context, ok = openfhe.DeserializeCryptoContext(str(self.file("context.bin")), openfhe.BINARY)
+        self.context, ok = fhe.DeserializeCryptoContext(str(self.file("context.bin")), fhe.BINARY)
         mult = self.file("mult_key.bin")
-        openfhe.ClearEvalMultKeys()  # OpenFHE's key cache is per process: this server owns it
-        if not ok or not self.context.DeserializeEvalMultKey(str(mult), openfhe.BINARY):
+        fhe.ClearEvalMultKeys()  # OpenFHE's key cache is per process: this server owns it
+        if not ok or not self.context.DeserializeEvalMultKey(str(mult), fhe.BINARY):
             raise KeyStoreError(f"could not read the context or relinearisation key in {self.server_dir}")
         self.backend = OpenFHEBackend(self.plan, self.context)
 
@@ -137,7 +134,8 @@ class Server:
         with the same inputs resumes from the last save. Returns where it started and how many seconds
         the earlier runs had spent (both 0 for a fresh run)."""
         started = time.perf_counter()
-        batch = [read_ciphertexts(Path(source), self.plan.input, self.manifest["store_id"]) for source, _ in folders]
+        batch = [read_ciphertexts(Path(source), self.plan.input, self.manifest["store_id"], self.fhe)
+                 for source, _ in folders]
         images = [query_images(Path(source)) for source, _ in folders]
         for (source, _), count in zip(folders, images, strict=True):
             if not 1 <= count <= self.plan.images_per_query:
@@ -146,7 +144,7 @@ class Server:
         saver, resume, after_op, before = None, None, None, Resumed(0, 0.0)
         if checkpoint is not None:
             saver = Checkpoint(checkpoint, self.manifest["store_id"], input_digest([source for source, _ in folders]),
-                               checkpoint_every)
+                               self.fhe, checkpoint_every)
             loaded = saver.load()
             if loaded is not None:
                 next_op, registers, notes = loaded
@@ -167,7 +165,7 @@ class Server:
         finally:
             keys.drop()
         for (_, target), result, count in zip(folders, results, images, strict=True):
-            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"], count)
+            write_ciphertexts(Path(target), result, self.plan.output, self.manifest["store_id"], self.fhe, count)
         if saver is not None:
             saver.clear()
         return before
