@@ -10,8 +10,12 @@ OPENFHE_TARBALL ?= $(or $(RESNET_FHE_OPENFHE_TARBALL),$(firstword $(wildcard ../
 NATIVE_BUILD := build/native
 # NATIVEOPT=ON: OpenFHE and the extension built for this machine's CPU (-march=native; its own cache entry).
 NATIVEOPT ?= OFF
-# `make test` builds and tests the native path where CMake and a C++ compiler exist (NATIVE=0: skip it).
-NATIVE ?= $(if $(and $(shell command -v cmake),$(shell command -v c++)),1,0)
+# `make test` builds and tests the native path where CMake, a C++ compiler and OpenFHE's sources are at
+# hand (scripts/native-available.sh says why not); NATIVE=0 skips it, NATIVE=1 insists.
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+NATIVE ?= $(shell scripts/native-available.sh "$(OPENFHE_TARBALL)")
+endif
+NATIVE ?= 0
 
 .PHONY: setup bench test lint clean native
 
@@ -28,13 +32,14 @@ bench: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) bench/resnet20.py $(ARGS)
 
 native: setup
-	cmake -S . -B $(NATIVE_BUILD) -DPython_EXECUTABLE=$(abspath $(PY)) -DWITH_NATIVEOPT=$(NATIVEOPT) \
+	CMAKE_BUILD_PARALLEL_LEVEL=$(THREADS) cmake -S . -B $(NATIVE_BUILD) -DPython_EXECUTABLE=$(abspath $(PY)) \
+	  -DWITH_NATIVEOPT=$(NATIVEOPT) \
 	  $(if $(OPENFHE_TARBALL),-DOPENFHE_SOURCE_TARBALL=$(abspath $(OPENFHE_TARBALL)))
 	cmake --build $(NATIVE_BUILD) --parallel $(THREADS)
 
 test: setup $(if $(filter 1,$(NATIVE)),native)
 	$(VENV)/bin/ruff check .
-	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q $(ARGS)
+	OMP_NUM_THREADS=$(THREADS) RESNET_FHE_REQUIRE_NATIVE=$(NATIVE) $(PY) -m pytest -q $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

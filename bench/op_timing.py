@@ -9,7 +9,7 @@ backend stored registers in before it rescaled them (a convolution's output stil
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/op_timing.py --op stage1.block1.conv1 --images 1 4
 
---library native times the same op on OpenFHE built from source (`make native`) instead of the wheel.
+--backend native times the same op on OpenFHE built from source (`make native`) instead of the wheel.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, nargs="+", default=[1], help="batch sizes to time")
     parser.add_argument("--unrescaled", action="store_true",
                         help="inputs still carrying an unrescaled product (how registers were stored before)")
-    parser.add_argument("--library", default="openfhe", help="OpenFHE binding: openfhe (the wheel) or native")
+    parser.add_argument("--backend", choices=["openfhe", "native"], default="openfhe",
+                        help="OpenFHE library: openfhe (the wheel) or native (`make native`)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -53,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ResnetFheError(f"{args.op} is a {op.kind} op; linear, polynomial and bootstrap ops are timed")
         if min(args.images) < 1:
             raise ResnetFheError("--images takes batch sizes of at least 1")
-        fhe_library(args.library)  # built and importable, before the keys take a minute
+        fhe_library(args.backend)  # built and importable, before the keys take a minute
     except ResnetFheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    context = build_context(plan.params, complex_slots=plan.complex_slots, library=args.library)
+    context = build_context(plan.params, complex_slots=plan.complex_slots, library=args.backend)
     keys = context.KeyGen()
     context.EvalMultKeyGen(keys.secretKey)
     if op.rotation_keys():
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"op": op.name, "kind": op.kind, "plan": str(args.plan),
                                          "preset": plan.params.name, "level_in": op.level_in,
-                                         "library": args.library,
+                                         "backend": args.backend,
                                          "unrescaled_input": args.unrescaled,
                                          "timings": rows, "command": " ".join(sys.argv)}, indent=1) + "\n")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_fhe.runtime.server import PhaseKeys, Server
 
     try:
-        store = args.store or max((cache_dir() / "stores").glob("resnet20-default-128-*"), default=None,
-                                  key=lambda p: p.stat().st_mtime)
+        wheel_stores = [p for p in (cache_dir() / "stores").glob("resnet20-default-128-*")
+                        if re.fullmatch(r"resnet20-default-128-[0-9a-f]{12}", p.name)]  # not -native- ones
+        store = args.store or max(wheel_stores, default=None, key=lambda p: p.stat().st_mtime)
         queries = sorted((store / "queries").iterdir()) if store is not None and (store / "queries").is_dir() else []
         if not queries:
             raise ResnetFheError("no key store with an encrypted image: run the main job first, or pass --store")

@@ -128,6 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError("encrypted evaluation takes minutes per image at 128 bits: say how many with --images N")
     if args.mode == "encrypted":
         fhe_library(args.backend)  # built and importable, before compiling
+    elif args.backend != "openfhe":
+        raise InputError("--backend chooses the OpenFHE library of --mode encrypted")
     if args.bootstrap_error_bits is not None and (args.mode != "simulate" or not args.noise
                                                   or not 0 < args.bootstrap_error_bits < 60):
         raise InputError("--bootstrap-error-bits takes a number of bits between 0 and 60 and goes with "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 
 from resnet_fhe.compiler import CompileOptions, calibrate, compile_graph
 from resnet_fhe.data import Dataset
@@ -58,3 +61,18 @@ def toy_resnet_plan(widths: tuple[int, int, int] = (2, 4, 8), depth: int = 8, **
     spec = ResNetSpec(depth=depth, widths=widths, input_shape=(1, 8, 8))
     graph = fold_batchnorm(build_cifar_resnet(random_resnet_weights(spec, seed=3), fold_normalization=True))
     return compile_for_test(graph, load_preset("toy-insecure"), **{"relu_error": 0.5, **options})
+
+
+def native_library():
+    """resnet_fhe._native, or a skip saying why it is missing. Where `make test` built it
+    (RESNET_FHE_REQUIRE_NATIVE=1) a missing or broken build fails instead: the native tests must not
+    quietly stop running."""
+    from resnet_fhe.backends.openfhe_backend import fhe_library
+    from resnet_fhe.errors import PlanError
+
+    try:
+        return fhe_library("native")
+    except PlanError as exc:
+        if os.environ.get("RESNET_FHE_REQUIRE_NATIVE") == "1":
+            pytest.fail(f"make test built the native extension, but it does not load: {exc}")
+        pytest.skip(str(exc))

@@ -18,6 +18,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "nowhere" in err and "Traceback" not in err
     assert main(["evaluate", "--model", "resnet99", "--sample"]) == 2
+    assert main(["evaluate", "--sample", "--backend", "native"]) == 2  # a library only for --mode encrypted
 
 
 def test_evaluate_simulate_and_compile(tmp_path, capsys, cifar_dir):

@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 
 from resnet_fhe.backends.openfhe_backend import build_context, fhe_library
-from resnet_fhe.errors import InputError, PlanError
+from resnet_fhe.errors import InputError
 from resnet_fhe.plan.params import load_preset
-
-
-def native_module():
-    try:
-        return fhe_library("native")
-    except PlanError as exc:
-        pytest.skip(str(exc))
+from tests.helpers import native_library as native_module
 
 
 def test_an_unknown_library_is_refused_with_the_choices():
@@ -92,3 +86,6 @@ def test_a_local_deployment_on_the_native_library_keeps_a_store_of_its_own(tmp_p
     expected = SimulatorBackend(plan).run(images / 255.0)
     assert np.max(np.abs(run.logits - expected)) < 0.02 * max(1.0, np.max(np.abs(expected)))
     assert not local.LocalDeployment(plan, threads=1, insecure=True).has_keys()  # the wheel's store is another
+    with pytest.raises(local.KeyStoreError, match="'native' OpenFHE library"):  # named, it is never replaced
+        local.LocalDeployment(plan, store=run.store, threads=1, insecure=True).prepare_keys()
+    assert (run.store / "server" / "manifest.json").is_file()

@@ -123,10 +123,11 @@ void bind_objects(py::module_& m) {
         });
 }
 
-// Values arrive as numpy arrays (tens of thousands of slots): read as one buffer, not element by element.
-// A complex array encodes complex slots (a COMPLEX context), anything else real ones.
-Pt make_packed_plaintext(const Context& self, const py::array& values, size_t scale_degree, uint32_t level,
+// Values arrive as numpy arrays (tens of thousands of slots): read as one buffer, not element by element;
+// any sequence numpy reads is taken too. Complex values encode complex slots (a COMPLEX context).
+Pt make_packed_plaintext(const Context& self, const py::object& given, size_t scale_degree, uint32_t level,
                          const py::object&, uint32_t slots) {
+    py::array values = py::module_::import("numpy").attr("asarray")(given);
     if (values.dtype().kind() == 'c') {
         auto array = py::array_t<std::complex<double>, py::array::c_style | py::array::forcecast>::ensure(values);
         std::vector<std::complex<double>> data(array.data(), array.data() + array.size());
@@ -196,7 +197,7 @@ void bind_serialization(py::module_& m) {
     // EvalBootstrap itself; it is kept for the wheel's signature.
     m.def("SerializeEvalBootstrapKey", [](const std::string& path, SerialFormat, const ContextPtr&,
                                           const std::string& tag, uint32_t) {
-        if (Context::GetEvalAutomorphismKeyMap(tag).empty())
+        if (Context::GetExistingEvalAutomorphismKeyIndices(tag).empty())
             throw py::value_error("SerializeEvalBootstrapKey: no automorphism keys for key tag " + tag);
         return write_file(path, [&](std::ofstream& out) {
             return Context::SerializeEvalAutomorphismKey(out, SerType::BINARY, tag);
@@ -207,7 +208,7 @@ void bind_serialization(py::module_& m) {
         bool ok = read_file(path, [](std::ifstream& in) {
             return Context::DeserializeEvalAutomorphismKey(in, SerType::BINARY);
         });
-        return ok && !Context::GetEvalAutomorphismKeyMap(tag).empty();
+        return ok && !Context::GetExistingEvalAutomorphismKeyIndices(tag).empty();
     });
 }
 
@@ -248,8 +249,8 @@ void bind_context(py::module_& m) {
             });
         })
         .def("ClearEvalAutomorphismKeys", [](const Context&) { Context::ClearEvalAutomorphismKeys(); })
-        // A copy of the map goes in (its keys are shared, not copied): given an empty tag, OpenFHE would
-        // keep the caller's map itself, and keys loaded later would land in it.
+        // A copy of the map goes in (its keys are shared, not copied): for a tag that holds no keys yet,
+        // OpenFHE keeps the map it is given, and keys loaded later would land in the caller's map.
         .def("InsertEvalAutomorphismKey", [](const Context&, const AutomorphismKeys& keys, const std::string& tag) {
             Context::InsertEvalAutomorphismKey(std::make_shared<KeyMap>(*keys.keys), tag);
         })

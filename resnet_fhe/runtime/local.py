@@ -176,6 +176,15 @@ class LocalDeployment:
                 if stale != self.store and re.fullmatch(re.escape(prefix) + r"-[0-9a-f]{12}", stale.name):
                     _log(f"removing the key store {stale}: it was made for another plan")
                     shutil.rmtree(stale)
+        manifest = self.server_dir / "manifest.json"
+        if not self.cached and manifest.is_file():  # a store the user named: never replaced across libraries
+            try:
+                made_by = json.loads(manifest.read_text()).get("library", "openfhe")
+            except (OSError, json.JSONDecodeError):
+                made_by = self.library  # unreadable: replaced, as before
+            if made_by != self.library:
+                raise KeyStoreError(f"{self.store} holds keys of the {made_by!r} OpenFHE library, not "
+                                    f"{self.library!r}: choose that backend, or another --store")
         if self.store.exists():
             shutil.rmtree(self.store)  # keys, queries and checkpoints of another plan
         self.store.mkdir(parents=True)
