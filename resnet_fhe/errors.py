@@ -34,5 +34,9 @@ class PlanError(ResnetFheError):
     """A plan file is malformed, inconsistent, or does not match its constants."""
 
 
+class DecryptionError(ResnetFheError):
+    """OpenFHE refused to decode a result: its CKKS error grew past what decoding accepts."""
+
+
 class ServerError(ResnetFheError):
     """The server process stopped without answering; its own message says why."""

@@ -153,3 +153,22 @@ def test_the_backend_refuses_a_plan_whose_output_is_not_real(setup):
     tampered.ops[-1].carrier = "pair-in"
     with pytest.raises(PlanError, match="real"):
         openfhe_backend.OpenFHEBackend(tampered, keys.context)
+
+
+def test_a_result_openfhe_cannot_decode_is_a_typed_error(setup):
+    """OpenFHE's decoding check (error too large) reaches the user as DecryptionError, not a traceback."""
+    import copy
+
+    from resnet_fhe.errors import DecryptionError
+
+    _, keys, backend = setup
+
+    class RefusingContext:
+        def Decrypt(self, ct, secret_key):
+            raise RuntimeError("Decode(): The decryption failed because the approximation error is too high.")
+
+    refusing = copy.copy(backend)
+    refusing.cc = RefusingContext()
+    cts = backend.encrypt(random_images(1, (1, 8, 8), seed=20).images[0] / 255.0, keys.public_key)
+    with pytest.raises(DecryptionError, match="approximation error is too high"):
+        refusing.decrypt(cts, keys.secret_key)

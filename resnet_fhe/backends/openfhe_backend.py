@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resnet_fhe.backends.chebyshev import evaluate_series, series_depth
-from resnet_fhe.errors import InputError, PlanError
+from resnet_fhe.errors import DecryptionError, InputError, PlanError
 from resnet_fhe.plan.cost import linear_group_size
 from resnet_fhe.plan.layout import pad_images
 from resnet_fhe.plan.ops import (
@@ -204,7 +204,12 @@ class OpenFHEBackend:
         register = self.plan.registers[self.plan.output]
         arrays = []
         for ct in cts:
-            plaintext = self.cc.Decrypt(ct, secret_key)
+            try:
+                plaintext = self.cc.Decrypt(ct, secret_key)
+            except RuntimeError as exc:  # OpenFHE's decoding check on the error's size
+                raise DecryptionError(f"OpenFHE could not decode the result ({str(exc).strip()}): the "
+                                      "evaluation's error grew too large for these parameters on this "
+                                      "OpenFHE library") from exc
             plaintext.SetLength(register.layout.slots)
             arrays.append(np.array(plaintext.GetRealPackedValue())[None])
         values = register.from_slots(arrays)
