@@ -48,9 +48,14 @@ def read_manifest(server_dir: Path) -> dict:
     return manifest
 
 
+def stored_library(manifest: dict) -> str:
+    """The name of the OpenFHE library whose files the store holds (the wheel's, for older stores)."""
+    return manifest.get("library", "openfhe")
+
+
 def key_store_library(manifest: dict):
     """The OpenFHE library (module) whose files the store holds."""
-    name = manifest.get("library", "openfhe")
+    name = stored_library(manifest)
     try:
         return fhe_library(name)
     except (InputError, PlanError) as exc:

@@ -32,7 +32,7 @@ from resnet_fhe.plan.plan import EXECUTABLE_FIELDS, Plan, executes_alike
 from resnet_fhe.plan.timing import OpCosts, fit_costs
 from resnet_fhe.profiling.machine import cost_table_path, machine_name
 from resnet_fhe.runtime.client import Client
-from resnet_fhe.runtime.keystore import KeyStoreError
+from resnet_fhe.runtime.keystore import KeyStoreError, stored_library
 
 GB = 1e9
 
@@ -47,9 +47,13 @@ def plan_digest(plan: Plan) -> str:
     return hashlib.sha256(json.dumps({k: data[k] for k in EXECUTABLE_FIELDS}, sort_keys=True).encode()).hexdigest()
 
 
+def _library_suffix(library: str) -> str:
+    """What tells a native build's stores and cost tables from the wheel's: neither reads the other's."""
+    return "" if library == "openfhe" else f"-{library}"
+
+
 def _store_prefix(plan: Plan, library: str = "openfhe") -> str:
-    """Stores of the two OpenFHE libraries live apart: neither reads the other's files."""
-    return f"{plan.model}-{plan.params.name}{plan.packing_suffix}{'' if library == 'openfhe' else '-' + library}"
+    return f"{plan.model}-{plan.params.name}{plan.packing_suffix}{_library_suffix(library)}"
 
 
 def default_store(plan: Plan, library: str = "openfhe") -> Path:
@@ -144,14 +148,14 @@ class LocalDeployment:
             return False
         try:
             stored = json.loads((self.server_dir / "plan.json").read_text())
-            made_by = json.loads(manifest.read_text()).get("library", "openfhe")
+            made_by = stored_library(json.loads(manifest.read_text()))
         except (OSError, json.JSONDecodeError):
             return False
         return made_by == self.library and executes_alike(self.plan, stored)
 
     def cost_table(self) -> Path:
         """This machine's op costs; the native library's are its own (another build, other speeds)."""
-        machine = machine_name(self.threads) + ("" if self.library == "openfhe" else f"-{self.library}")
+        machine = machine_name(self.threads) + _library_suffix(self.library)
         return cost_table_path(cache_dir(), machine, self.plan.params.name, self.plan.bootstrap_slot_counts())
 
     def known_costs(self) -> OpCosts | None:
@@ -179,7 +183,7 @@ class LocalDeployment:
         manifest = self.server_dir / "manifest.json"
         if not self.cached and manifest.is_file():  # a store the user named: never replaced across libraries
             try:
-                made_by = json.loads(manifest.read_text()).get("library", "openfhe")
+                made_by = stored_library(json.loads(manifest.read_text()))
             except (OSError, json.JSONDecodeError):
                 made_by = self.library  # unreadable: replaced, as before
             if made_by != self.library:
