@@ -3,6 +3,9 @@
 
 The same settings (level budget, baby steps) give different key sets in different OpenFHE releases: this
 is how the wheel (1.6.1) and the native build (1.5.1) are compared before their bootstraps are timed.
+It counts OpenFHE's EvalBootstrap keys on either build (the native backend itself bootstraps with its own
+streamed keys: bench/bootstrap_precision.py --backend native counts those); `--dim1` overrides the
+preset's baby steps.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bootstrap_keys.py --backend native --json keys-native.json
 """
@@ -10,6 +13,7 @@ is how the wheel (1.6.1) and the native build (1.5.1) are compared before their 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -22,10 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["openfhe", "native"], default="openfhe")
     parser.add_argument("--preset", default="default-128")
     parser.add_argument("--slots", type=int, default=16384)
+    parser.add_argument("--dim1", default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps, e.g. 8,4")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from resnet_fhe.backends.openfhe_backend import build_context, fhe_library, setup_bootstrap
+    from resnet_fhe.backends.openfhe_backend import (
+        build_context,
+        fhe_library,
+        setup_bootstrap,
+    )
     from resnet_fhe.errors import ResnetFheError
     from resnet_fhe.plan.params import load_preset
 
@@ -34,13 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         params = load_preset(args.preset)
         if args.slots < 1 or args.slots > params.max_slots or args.slots & (args.slots - 1):
             raise ResnetFheError(f"--slots must be a power of two up to {params.max_slots}")
+        dim1 = None if args.dim1 is None else tuple(int(v) for v in args.dim1.split(","))
+        if dim1 is not None and (len(dim1) != 2 or min(dim1) < 0):
+            raise ResnetFheError(f"--dim1 takes two non-negative integers like 8,4, not {args.dim1!r}")
+    except ValueError:
+        print(f"error: --dim1 takes two non-negative integers like 8,4, not {args.dim1!r}", file=sys.stderr)
+        return 2
     except ResnetFheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     context = build_context(params, library=args.backend)
     keys = context.KeyGen()
-    setup_bootstrap(context, params, args.slots, precompute=False)  # keys only, as the client makes them
+    if dim1 is not None:
+        params = dataclasses.replace(params, bootstrap_dim1=dim1)
+    setup_bootstrap(context, params, args.slots, precompute=False)  # keys only, as a client makes them
     context.EvalBootstrapKeyGen(keys.secretKey, args.slots)
     seconds = time.perf_counter() - started
     tag = keys.secretKey.GetKeyTag()

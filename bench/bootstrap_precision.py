@@ -12,6 +12,13 @@ OpenFHE's precomputed transforms, and at the peak.
 `--dim1`, `--level-budget` and `--correction-factor` override the preset's, to compare settings
 before changing a preset.
 
+`--backend native` measures the native build (`make native`): resnet-fhe's streamed bootstrap, its keys
+written to one file per stage (in a temporary folder under `--key-dir`) and read back stage by stage as a
+server does, so `peak_rss_gb` is a server's; `stage_keys` lists each stage's key count. The encoded
+transforms are streamed too (one stage resident), unless `--keep-transforms`. With
+`--openfhe-bootstrap` it measures that build's OpenFHE EvalBootstrap instead (OpenFHE 1.5.1: wrong with
+the default preset's dim1 (8, 4), right with `--dim1 0,0`).
+
 `--complex-pair` measures the complex-slot pairing that packed plans could use: two real vectors a and b
 (uniform in [-1/sqrt 2, 1/sqrt 2], so |a + ib| <= 1) bootstrapped as one ciphertext z = a + ib, then
 split as a plan would, without spending a level: w + conj(w) = 2a and w - conj(w) = 2ib (one conjugation
@@ -28,6 +35,7 @@ import dataclasses
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,18 +62,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--correction-factor", type=int, default=None, help="0: OpenFHE's choice")
     parser.add_argument("--complex-pair", action="store_true",
                         help="bootstrap two real vectors as one complex ciphertext a + ib, then split them")
+    parser.add_argument("--backend", choices=("openfhe", "native"), default="openfhe",
+                        help="the OpenFHE build to measure: the wheel or resnet_fhe._native (`make native`)")
+    parser.add_argument("--openfhe-bootstrap", action="store_true",
+                        help="with --backend native: OpenFHE's EvalBootstrap instead of the streamed bootstrap")
+    parser.add_argument("--key-dir", type=Path, default=None, help="where the streamed keys are written")
+    parser.add_argument("--keep-transforms", action="store_true",
+                        help="streamed bootstrap: keep every stage's encoded diagonals in memory (faster, larger)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    import openfhe
-
-    from resnet_fhe.backends.openfhe_backend import build_context, setup_bootstrap
+    from resnet_fhe.backends.bootstrapping import (
+        FileStageKeys,
+        OpenFHEBootstrap,
+        StreamedBootstrap,
+        new_streamed_bootstrap,
+        write_stage_keys,
+    )
+    from resnet_fhe.backends.openfhe_backend import build_context, fhe_library, setup_bootstrap
     from resnet_fhe.errors import ResnetFheError
     from resnet_fhe.plan.params import load_preset
     from resnet_fhe.profiling import RssSampler
     from resnet_fhe.runtime.heap import release_freed_memory
 
     try:
+        openfhe = fhe_library(args.backend)
         params = load_preset(args.preset)
         if args.slots < 1 or args.slots > params.max_slots or args.slots & (args.slots - 1):
             raise ResnetFheError(f"--slots must be a power of two up to {params.max_slots}")
@@ -76,32 +97,52 @@ def main(argv: list[str] | None = None) -> int:
         if args.level_budget is not None:
             if min(args.level_budget) < 1:
                 raise ResnetFheError("--level-budget takes two positive integers")
-            context = build_context(params)
+            context = build_context(params, library=args.backend)
             depth = context.GetBootstrapDepth(list(args.level_budget), getattr(openfhe, params.secret_key_dist))
             params = dataclasses.replace(params, level_budget=args.level_budget, bootstrap_depth=depth)
     except ResnetFheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with RssSampler() as sampler:
+    streamed = args.backend == "native" and not args.openfhe_bootstrap
+    key_dir = tempfile.TemporaryDirectory(dir=args.key_dir, prefix="bootstrap-keys-")
+    with RssSampler() as sampler, key_dir:
         started = time.perf_counter()
-        context = build_context(params, complex_slots=args.complex_pair)
+        context = build_context(params, complex_slots=args.complex_pair, library=args.backend)
         keys = context.KeyGen()
         context.EvalMultKeyGen(keys.secretKey)
-        setup_bootstrap(context, params, args.slots, precompute=False)  # as the client makes the keys
-        context.EvalBootstrapKeyGen(keys.secretKey, args.slots)
-        keygen_seconds = time.perf_counter() - started
-        indices = set(context.GetExistingEvalAutomorphismKeyIndices(keys.secretKey.GetKeyTag()))
-        key_count = len(indices)
-        rotations = [r for r in range(1, params.max_slots) if context.FindAutomorphismIndex(r) in indices]
         conjugation = context.GetCyclotomicOrder() - 1
-        if args.complex_pair and conjugation not in indices:  # full packing's bootstrap keys include it
-            context.EvalAutomorphismKeyGen(keys.secretKey, [conjugation])  # not counted among them
+        figures = {}
+        if streamed:  # as a client makes the keys and a server streams them
+            folder = Path(key_dir.name)
+            names = write_stage_keys(context, params, keys.secretKey, args.slots, folder)
+            bootstrapper = StreamedBootstrap(context, params, FileStageKeys(lambda _, name: folder / name),
+                                             stream_transforms=not args.keep_transforms)
+            transforms = new_streamed_bootstrap(context, params, args.slots)
+            stages = [transforms.StageRotations(stage) for stage in range(transforms.stage_count)]
+            rotations = sorted(set().union(*stages, transforms.SpecialRotations()))
+            key_count = sum(len(stage) for stage in stages) + len(transforms.SpecialRotations()) + 3
+            figures = {"stream_transforms": not args.keep_transforms, "stage_keys": [len(stage) for stage in stages],
+                       "special_keys": len(transforms.SpecialRotations()) + 3,
+                       "key_bytes": sum((folder / name).stat().st_size for name in names)}
+        else:
+            setup_bootstrap(context, params, args.slots, precompute=False)  # as the client makes the keys
+            context.EvalBootstrapKeyGen(keys.secretKey, args.slots)
+            indices = set(context.GetExistingEvalAutomorphismKeyIndices(keys.secretKey.GetKeyTag()))
+            key_count = len(indices)
+            rotations = [r for r in range(1, params.max_slots) if context.FindAutomorphismIndex(r) in indices]
+            if args.complex_pair and conjugation not in indices:  # full packing's bootstrap keys include it
+                context.EvalAutomorphismKeyGen(keys.secretKey, [conjugation])  # not counted among them
+            bootstrapper = OpenFHEBootstrap(context)
+        keygen_seconds = time.perf_counter() - started
         release_freed_memory()
         rss_keys = sampler.current()
         print(f"{params.name}: {key_count} bootstrap keys for {args.slots} slots in {keygen_seconds:.0f} s",
               file=sys.stderr)
         started = time.perf_counter()
-        setup_bootstrap(context, params, args.slots)  # as the server evaluates
+        if streamed:
+            bootstrapper.prepare(args.slots)
+        else:
+            setup_bootstrap(context, params, args.slots)  # as the server evaluates
         precompute_seconds = time.perf_counter() - started
         release_freed_memory()
         rss_precomputed = sampler.current()
@@ -124,12 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             plaintext = context.MakeCKKSPackedPlaintext(values, 1, level, None, args.slots)
             ciphertext = context.Encrypt(keys.publicKey, plaintext)
             started = time.perf_counter()
-            refreshed = context.EvalBootstrap(ciphertext)
+            refreshed = bootstrapper.bootstrap_many([ciphertext])[0]
             seconds.append(time.perf_counter() - started)
             if args.complex_pair:
-                keymap = context.GetEvalAutomorphismKeyMap(keys.secretKey.GetKeyTag())
                 started = time.perf_counter()
-                conjugate = context.EvalAutomorphism(refreshed, conjugation, keymap)
+                conjugate = bootstrapper.conjugate(refreshed)
                 twice_real = context.EvalAdd(refreshed, conjugate)
                 twice_imaginary = context.EvalSub(refreshed, conjugate)  # 2ib
                 split_seconds.append(time.perf_counter() - started)
@@ -138,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                 errors.append(decrypt(refreshed) - values)
             print(f"  bootstrap {seconds[-1]:.1f} s", file=sys.stderr)
     error = np.concatenate(errors)
-    report = {"preset": params.name, "slots": args.slots, "level_budget": list(params.level_budget),
+    version = getattr(openfhe, "OPENFHE_VERSION", None) or openfhe.__version__
+    report = {"preset": params.name, "backend": args.backend, "openfhe_version": version, "slots": args.slots,
+              "level_budget": list(params.level_budget),
               "bootstrap_depth": params.bootstrap_depth, "dim1": list(params.bootstrap_dim1),
               "correction_factor": params.bootstrap_correction_factor,
-              "bootstrap_keys": key_count, "bootstrap_rotations": rotations,
+              "bootstrap": "streamed" if streamed else "openfhe",
+              "bootstrap_keys": key_count, "bootstrap_rotations": rotations, **figures,
               "keygen_seconds": round(keygen_seconds, 1), "precompute_seconds": round(precompute_seconds, 1),
               "bootstrap_seconds": [round(s, 1) for s in seconds],
               **({"complex_pair": True, "split_seconds": [round(s, 2) for s in split_seconds]}

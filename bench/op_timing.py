@@ -9,7 +9,9 @@ backend stored registers in before it rescaled them (a convolution's output stil
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/op_timing.py --op stage1.block1.conv1 --images 1 4
 
---backend native times the same op on OpenFHE built from source (`make native`) instead of the wheel.
+--backend native times the same op on OpenFHE built from source (`make native`) instead of the wheel; a
+bootstrap there is resnet-fhe's streamed one, its stage keys held in memory (compute only: a server also
+reads each stage's keys and diagonals from disk; bench/bootstrap_precision.py --backend native times that).
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, build_context, fhe_library, setup_bootstrap
+    from resnet_fhe.backends.bootstrapping import MemoryStageKeys, StreamedBootstrap
+    from resnet_fhe.backends.openfhe_backend import (
+        OpenFHEBackend,
+        build_context,
+        fhe_library,
+        setup_bootstrap,
+        streams_bootstrap_keys,
+    )
     from resnet_fhe.errors import ResnetFheError
     from resnet_fhe.plan.ops import Bootstrap, LinearTransform, Polynomial
     from resnet_fhe.plan.plan import Plan
@@ -62,16 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     context = build_context(plan.params, complex_slots=plan.complex_slots, library=args.backend)
     keys = context.KeyGen()
     context.EvalMultKeyGen(keys.secretKey)
+    bootstrapper = None
+    if isinstance(op, Bootstrap) and streams_bootstrap_keys(args.backend):
+        # the native build's own bootstrap, its stage keys held in memory: compute only, no key reading;
+        # made before the rotation keys, while the context's key table is empty
+        stage_keys = MemoryStageKeys(context, plan.params, keys.secretKey, [op.slots])
+        bootstrapper = StreamedBootstrap(context, plan.params, stage_keys)
+        bootstrapper.prepare(op.slots)  # the encoded transforms, not timed (a server prepares them once)
     if op.rotation_keys():
         context.EvalRotateKeyGen(keys.secretKey, sorted(op.rotation_keys()))
-    if isinstance(op, Bootstrap):
+    if isinstance(op, Bootstrap) and bootstrapper is None:
         setup_bootstrap(context, plan.params, op.slots)
         context.EvalBootstrapKeyGen(keys.secretKey, op.slots)
-    backend = OpenFHEBackend(plan, context)
+    backend = OpenFHEBackend(plan, context, bootstrapper=bootstrapper)
     evaluate = backend.evaluate_op
     if isinstance(op, Bootstrap) and args.unrescaled:  # the backend rescales first now; time it without
         def evaluate(op, batch):
-            return [[context.EvalBootstrap(ct) for ct in image[op.input]] for image in batch]
+            return [backend.bootstrapper.bootstrap_many(image[op.input]) for image in batch]
     ciphertexts = plan.registers[op.input].layout.ciphertexts
     slots = plan.registers[op.input].layout.slots
     # Inputs as the backend stores registers: rescaled, with the op's levels. --unrescaled: as it stored

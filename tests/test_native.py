@@ -4,6 +4,7 @@ these check what is particular to the build."""
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,154 @@ def test_a_local_deployment_on_the_native_library_keeps_a_store_of_its_own(tmp_p
     with pytest.raises(local.KeyStoreError, match="'native' OpenFHE library"):  # named, it is never replaced
         local.LocalDeployment(plan, store=run.store, threads=1, insecure=True).prepare_keys()
     assert (run.store / "server" / "manifest.json").is_file()
+    # Its bootstrap keys are per-stage files; a native store of OpenFHE's bootstrap keys (made by an
+    # earlier version) is refused before any work, with what to do.
+    manifest_path = run.store / "server" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["bootstrap"] == "streamed" and not any(manifest["bootstrap_covers"].values())
+    manifest["bootstrap"] = "openfhe"
+    manifest_path.write_text(json.dumps(manifest))
+    from resnet_fhe.runtime.server import Server
+
+    with pytest.raises(local.KeyStoreError, match="make the keys again"):
+        Server(run.store / "server")
+
+
+def _bootstrap_error_bits(params, context, keys, bootstrap, slots: int, seed: int = 0) -> float:
+    """-log2 of the error std of `bootstrap` on uniform values in [-1, 1] at `slots`, encrypted with the
+    one level a plan leaves for bootstrapping."""
+    values = np.random.default_rng(seed).uniform(-1, 1, slots)
+    plaintext = context.MakeCKKSPackedPlaintext(values, 1, params.multiplicative_depth - 1, None, slots)
+    result = context.Decrypt(bootstrap(context.Encrypt(keys.publicKey, plaintext)), keys.secretKey)
+    result.SetLength(slots)
+    return float(-np.log2(np.std(np.array(result.GetRealPackedValue()) - values)))
+
+
+def _streamed(context, params, secret_key, slots, **options):
+    from resnet_fhe.backends.bootstrapping import MemoryStageKeys, StreamedBootstrap
+
+    return StreamedBootstrap(context, params, MemoryStageKeys(context, params, secret_key, [slots]), **options)
+
+
+@pytest.mark.parametrize("slots", [1024, 2048])  # sparse (partial sums) and full packing (two EvalMods)
+def test_the_streamed_bootstrap_is_as_precise_as_openfhes(slots):
+    """resnet-fhe's stage-by-stage bootstrap against the same build's EvalBootstrap, same keys' settings,
+    INSECURE toy preset: the same levels out and the same error within half a bit."""
+    from resnet_fhe.backends.openfhe_backend import setup_bootstrap
+
+    native_module()
+    params = load_preset("toy-insecure")
+    context = build_context(params, library="native")
+    keys = context.KeyGen()
+    context.EvalMultKeyGen(keys.secretKey)
+    streamed = _streamed(context, params, keys.secretKey, slots)
+    setup_bootstrap(context, params, slots)
+    context.EvalBootstrapKeyGen(keys.secretKey, slots)
+    ours = _bootstrap_error_bits(params, context, keys, lambda ct: streamed.bootstrap_many([ct])[0], slots)
+    theirs = _bootstrap_error_bits(params, context, keys, context.EvalBootstrap, slots)
+    assert ours > 12 and abs(ours - theirs) < 0.5, (ours, theirs)
+
+
+def test_the_streamed_bootstrap_is_right_where_openfhe_1_5_1_is_not():
+    """OpenFHE 1.5.1 pre-rotates SlotsToCoeffs' remainder level by the wrong giant step whenever dim1
+    makes the full levels' differ from it (here 512 slots, level budget {2, 2}, dim1 (0, 4)): its
+    EvalBootstrap returns noise; the streamed bootstrap encodes each stage's diagonals itself."""
+    import dataclasses
+
+    from resnet_fhe.backends.openfhe_backend import setup_bootstrap
+
+    native_module()
+    params = dataclasses.replace(load_preset("toy-insecure"), level_budget=(2, 2), bootstrap_dim1=(0, 4))
+    context = build_context(params, library="native")
+    keys = context.KeyGen()
+    context.EvalMultKeyGen(keys.secretKey)
+    streamed = _streamed(context, params, keys.secretKey, 512)
+    setup_bootstrap(context, params, 512)
+    context.EvalBootstrapKeyGen(keys.secretKey, 512)
+    assert _bootstrap_error_bits(params, context, keys, lambda ct: streamed.bootstrap_many([ct])[0], 512) > 12
+    assert _bootstrap_error_bits(params, context, keys, context.EvalBootstrap, 512) < 4  # the bug, still there
+
+
+def test_streamed_keys_and_transforms_from_files_give_what_memory_gives(tmp_path):
+    """The server's way (FileStageKeys, diagonals streamed from a temporary folder) and the in-memory way
+    give the same ciphertext up to the CKKS error, for a batch of two; the SlotsToCoeffs stages' key files
+    are smaller per key (their keys keep only the towers and digits their level reads)."""
+    from resnet_fhe.backends.bootstrapping import FileStageKeys, StreamedBootstrap, write_stage_keys
+
+    native = native_module()
+    params = load_preset("toy-insecure")
+    context = build_context(params, library="native")
+    keys = context.KeyGen()
+    context.EvalMultKeyGen(keys.secretKey)
+    names = write_stage_keys(context, params, keys.secretKey, 1024, tmp_path)
+    from_files = StreamedBootstrap(context, params, FileStageKeys(lambda _, name: tmp_path / name))
+    in_memory = _streamed(context, params, keys.secretKey, 1024, stream_transforms=False)
+    values = np.random.default_rng(5).uniform(-1, 1, (2, 1024))
+    cts = [context.Encrypt(keys.publicKey, context.MakeCKKSPackedPlaintext(v, 1, params.multiplicative_depth - 1,
+                                                                            None, 1024)) for v in values]
+    for bootstrapper in (from_files, in_memory):
+        for ct, want in zip(bootstrapper.bootstrap_many(cts), values, strict=True):
+            got = context.Decrypt(ct, keys.secretKey)
+            got.SetLength(1024)
+            assert np.max(np.abs(np.array(got.GetRealPackedValue()) - want)) < 2**-8
+    transforms = native.StreamedBootstrap(context, [2, 2], [0, 0], 1024, 0)
+    per_key = [(tmp_path / name).stat().st_size / len(transforms.StageRotations(stage))
+               for stage, name in enumerate(names[1:])]
+    assert per_key[-1] < 0.8 * per_key[0]
+    from_files.release()
+    assert not list(Path(from_files._folder.name).iterdir())  # the encoded transforms' files are gone
+
+
+def test_stage_keys_are_refused_when_the_context_already_holds_one():
+    """OpenFHE skips rotations the context's key table already has for the secret key: a stage's map
+    would silently lack that key, so making it is refused."""
+    native_module()
+    params = load_preset("toy-insecure")
+    context = build_context(params, library="native")
+    keys = context.KeyGen()
+    transforms = native_module().StreamedBootstrap(context, [2, 2], [0, 0], 1024, 0)
+    context.EvalRotateKeyGen(keys.secretKey, [transforms.StageRotations(0)[0]])
+    with pytest.raises(RuntimeError, match="clear the context's automorphism keys"):
+        transforms.GenerateStageKeys(keys.secretKey, 0)
+    context.ClearEvalAutomorphismKeys()
+
+
+def test_a_key_trimmed_to_fewer_towers_is_refused_on_a_ciphertext_with_more():
+    """TrimEvalAutomorphismKeys keeps what a key switch at that many towers reads (the native key store
+    trims each rotation key to the levels its ops use); a ciphertext with more towers would make OpenFHE
+    read the emptied towers, so the rotation is refused with a message instead."""
+    native_module()
+    params = load_preset("toy-insecure")
+    context = build_context(params, library="native")
+    keys = context.KeyGen()
+    context.EvalRotateKeyGen(keys.secretKey, [3])
+    context.TrimEvalAutomorphismKeys(keys.secretKey.GetKeyTag(), 3)
+    values = np.random.default_rng(8).uniform(-1, 1, 64)
+    fresh = context.Encrypt(keys.publicKey, context.MakeCKKSPackedPlaintext(values, 1, 0, None, 64))
+    with pytest.raises(ValueError, match="fewer RNS towers"):
+        context.EvalRotate(fresh, 3)
+    low = context.Compress(fresh, 3, 1)  # three towers: what the key was trimmed to
+    rotated = context.Decrypt(context.EvalRotate(low, 3), keys.secretKey)
+    rotated.SetLength(64)
+    assert np.max(np.abs(np.array(rotated.GetRealPackedValue()) - np.roll(values, -3))) < 1e-3
+    context.ClearEvalAutomorphismKeys()
+
+
+def test_the_bootstrap_measurement_reports_the_streamed_bootstrap(tmp_path):
+    """bench/bootstrap_precision.py --backend native measures the streamed bootstrap as a server runs it
+    (keys from per-stage files): its figures, at the INSECURE toy preset."""
+    import importlib.util
+    import json
+
+    native_module()
+    spec = importlib.util.spec_from_file_location("bootstrap_precision", Path(__file__).resolve().parents[1] /
+                                                  "bench" / "bootstrap_precision.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bootstrap.json"
+    assert script.main(["--backend", "native", "--preset", "toy-insecure", "--slots", "1024", "--repeats", "1",
+                        "--key-dir", str(tmp_path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["bootstrap"] == "streamed" and report["error_std_bits"] > 12
+    assert len(report["stage_keys"]) == 4 and report["key_bytes"] > 0  # level budget {2, 2}: four stages
+    assert [p.name for p in tmp_path.iterdir()] == ["bootstrap.json"]  # the key folder is removed

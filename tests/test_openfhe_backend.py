@@ -18,7 +18,7 @@ openfhe_backend = pytest.importorskip("resnet_fhe.backends.openfhe_backend")
 def setup(library):
     plan = toy_resnet_plan(relu_form="general")  # the linear-even default has its own test below
     keys = openfhe_backend.generate_keys(plan, library)
-    return plan, keys, openfhe_backend.OpenFHEBackend(plan, keys.context)
+    return plan, keys, openfhe_backend.OpenFHEBackend(plan, keys.context, bootstrapper=keys.bootstrapper)
 
 
 @pytest.mark.parametrize("preset", ["default-128", "toy-insecure"])
@@ -53,7 +53,7 @@ def test_the_backend_refuses_a_register_with_more_levels_than_planned(setup):
     image = random_images(1, (1, 8, 8), seed=17).images[0] / 255.0
     cts = backend.encrypt(image, keys.public_key)
     with pytest.raises(PlanError, match="levels left"):
-        openfhe_backend.OpenFHEBackend(tampered, keys.context).run(cts)
+        openfhe_backend.OpenFHEBackend(tampered, keys.context, bootstrapper=keys.bootstrapper).run(cts)
     assert backend.levels_left(cts[0]) == plan.input_levels
 
 
@@ -90,7 +90,7 @@ def test_packed_queries_under_real_encryption_match_unpacked_logits(library):
     unpacked = toy_resnet_plan()
     assert packed.bootstraps == unpacked.bootstraps
     keys = openfhe_backend.generate_keys(packed, library)
-    backend = openfhe_backend.OpenFHEBackend(packed, keys.context)
+    backend = openfhe_backend.OpenFHEBackend(packed, keys.context, bootstrapper=keys.bootstrapper)
     images = random_images(7, (1, 8, 8), seed=18).images / 255.0  # a full query and one of three
     queries = [backend.encrypt(images[:4], keys.public_key), backend.encrypt(images[4:], keys.public_key)]
     got = np.concatenate([backend.decrypt(cts, keys.secret_key) for cts in backend.run_batch(queries)])[:7]
@@ -106,7 +106,7 @@ def test_linear_even_relus_evaluate_at_half_degree_within_the_plans_levels(libra
     relus = [op for op in plan.ops if op.kind == "polynomial"]
     assert relus and all(op.linear_even for op in relus)  # the backend takes the half-degree path
     keys = openfhe_backend.generate_keys(plan, library)
-    backend = openfhe_backend.OpenFHEBackend(plan, keys.context)
+    backend = openfhe_backend.OpenFHEBackend(plan, keys.context, bootstrapper=keys.bootstrapper)
     images = random_images(2, (1, 8, 8), seed=15).images / 255.0
     batch = backend.run_batch([backend.encrypt(image, keys.public_key) for image in images])
     for cts, want in zip(batch, SimulatorBackend(plan).run(images), strict=True):
@@ -139,7 +139,7 @@ def test_paired_bootstraps_under_real_encryption_match_the_unpaired_plan(library
     images = random_images(8, (1, 8, 8), seed=19).images / 255.0
     want = SimulatorBackend(unpaired).run(images)
     keys = openfhe_backend.generate_keys(paired, library)
-    backend = openfhe_backend.OpenFHEBackend(paired, keys.context)
+    backend = openfhe_backend.OpenFHEBackend(paired, keys.context, bootstrapper=keys.bootstrapper)
     got = backend.decrypt(backend.run(backend.encrypt(images, keys.public_key)), keys.secret_key)
     assert np.max(np.abs(got - want)) < 0.02 * max(1.0, np.max(np.abs(want)))
 
@@ -152,7 +152,7 @@ def test_the_backend_refuses_a_plan_whose_output_is_not_real(setup):
     tampered = copy.deepcopy(plan)
     tampered.ops[-1].carrier = "pair-in"
     with pytest.raises(PlanError, match="real"):
-        openfhe_backend.OpenFHEBackend(tampered, keys.context)
+        openfhe_backend.OpenFHEBackend(tampered, keys.context, bootstrapper=keys.bootstrapper)
 
 
 def test_a_result_openfhe_cannot_decode_is_a_typed_error(setup):

@@ -32,6 +32,7 @@
 #include "openfhe.h"
 #include "scheme/ckksrns/ckksrns-fhe.h"
 #include "scheme/ckksrns/ckksrns-ser.h"
+#include "streamed_bootstrap.h"
 
 namespace py = pybind11;
 using namespace lbcrypto;
@@ -121,6 +122,25 @@ void bind_objects(py::module_& m) {
                 indices.push_back(entry.first);
             return indices;
         });
+}
+
+// A rotation key trimmed to fewer towers (TrimEvalAutomorphismKeys) must never meet a ciphertext with more:
+// OpenFHE would read the emptied towers. Checked before each key switch by an automorphism key.
+void check_key_serves(const KeyMap& keys, uint32_t automorphism, const Ct& ct) {
+    auto found = keys.find(automorphism);
+    if (found == keys.end())
+        return;  // OpenFHE reports the missing key itself
+    const auto params = std::dynamic_pointer_cast<CryptoParametersCKKSRNS>(ct->GetCryptoParameters());
+    const uint32_t towers = ct->GetElements()[0].GetNumOfElements();
+    if (!resnet_fhe::KeyServesTowers(found->second, towers, *params))
+        throw py::value_error("the evaluation key for automorphism " + std::to_string(automorphism) +
+                              " was made for fewer RNS towers than this ciphertext's " + std::to_string(towers) +
+                              " (the key store's plan and the ciphertext's levels disagree)");
+}
+
+void check_rotation_key(const Context& context, const Ct& ct, int32_t index) {
+    const auto& keys = Context::GetEvalAutomorphismKeyMap(ct->GetKeyTag());
+    check_key_serves(keys, context.FindAutomorphismIndex(static_cast<uint32_t>(index)), ct);
 }
 
 // Values arrive as numpy arrays (tens of thousands of slots): read as one buffer, not element by element;
@@ -249,6 +269,13 @@ void bind_context(py::module_& m) {
             });
         })
         .def("ClearEvalAutomorphismKeys", [](const Context&) { Context::ClearEvalAutomorphismKeys(); })
+        // Trims every automorphism key of `tag` in the context's table to what a key switch at `towers` RNS
+        // towers reads (resnet_fhe::TrimKeyToTowers): for keys used only at low levels. Not in the wheel.
+        .def("TrimEvalAutomorphismKeys", [](const Context& self, const std::string& tag, uint32_t towers) {
+            const auto params = std::dynamic_pointer_cast<CryptoParametersCKKSRNS>(self.GetCryptoParameters());
+            for (auto& entry : Context::GetEvalAutomorphismKeyMap(tag))
+                resnet_fhe::TrimKeyToTowers(entry.second, towers, *params);
+        })
         // A copy of the map goes in (its keys are shared, not copied): for a tag that holds no keys yet,
         // OpenFHE keeps the map it is given, and keys loaded later would land in the caller's map.
         .def("InsertEvalAutomorphismKey", [](const Context&, const AutomorphismKeys& keys, const std::string& tag) {
@@ -300,8 +327,10 @@ void bind_context(py::module_& m) {
                                        double a, double b) { return self.EvalChebyshevSeries(ct, coefficients, a, b); },
              Release())
         // rotations
-        .def("EvalRotate", [](const Context& self, const Ct& ct, int32_t index) { return self.EvalRotate(ct, index); },
-             Release())
+        .def("EvalRotate", [](const Context& self, const Ct& ct, int32_t index) {
+            check_rotation_key(self, ct, index);
+            return self.EvalRotate(ct, index);
+        }, Release())
         .def("EvalFastRotationPrecompute", [](const Context& self, const Ct& ct) {
             return RotationDigits{self.EvalFastRotationPrecompute(ct)};
         }, Release())
@@ -309,13 +338,83 @@ void bind_context(py::module_& m) {
         // to the signed automorphism (two's complement), so it is passed through unchanged.
         .def("EvalFastRotation", [](const Context& self, const Ct& ct, int32_t index, uint32_t m,
                                     const RotationDigits& digits) {
+            check_rotation_key(self, ct, index);
             return self.EvalFastRotation(ct, static_cast<uint32_t>(index), m, digits.digits);
         }, Release())
         .def("EvalAutomorphism", [](const Context& self, const Ct& ct, uint32_t index, const AutomorphismKeys& keys) {
+            check_key_serves(*keys.keys, index, ct);
             return self.EvalAutomorphism(ct, index, *keys.keys);
         }, Release())
         // bootstrapping (OpenFHE's, for now: every key and precomputed transform resident for the call)
         .def("EvalBootstrap", [](const Context& self, const Ct& ct) { return self.EvalBootstrap(ct); }, Release());
+}
+
+// resnet-fhe's own bootstrap (streamed_bootstrap.h): Python loads each stage's keys (a key-map file)
+// just before the stage and drops them after it.
+void bind_streamed_bootstrap(py::module_& m) {
+    using resnet_fhe::StageDiagonals;
+    using resnet_fhe::StreamedBootstrap;
+    py::class_<StageDiagonals, std::shared_ptr<StageDiagonals>>(m, "StageDiagonals", py::module_local())
+        .def("__len__", [](const StageDiagonals& self) { return self.diagonals.size(); });
+    m.def("SerializeStageDiagonals", [](const std::string& path, const StageDiagonals& diagonals) {
+        py::gil_scoped_release release;
+        return Serial::SerializeToFile(path, diagonals, SerType::BINARY);
+    });
+    m.def("DeserializeStageDiagonals", [](const std::string& path) {
+        auto diagonals = std::make_shared<StageDiagonals>();
+        bool ok;
+        {
+            py::gil_scoped_release release;
+            ok = Serial::DeserializeFromFile(path, *diagonals, SerType::BINARY);
+        }
+        if (!ok)
+            throw py::value_error("DeserializeStageDiagonals: could not read stage diagonals from " + path);
+        return diagonals;
+    });
+    py::class_<StreamedBootstrap>(m, "StreamedBootstrap", py::module_local())
+        .def(py::init<const ContextPtr&, std::vector<uint32_t>, std::vector<uint32_t>, uint32_t, uint32_t>(),
+             py::arg("context"), py::arg("level_budget"), py::arg("dim1"), py::arg("slots"),
+             py::arg("correction_factor") = 0, Release())
+        .def_property_readonly("slots", &StreamedBootstrap::Slots)
+        .def_property_readonly("stage_count", &StreamedBootstrap::StageCount)
+        .def("IsCoeffsToSlots", [](const StreamedBootstrap& self, uint32_t k) { return self.Stage(k).coeffs_to_slots; })
+        .def("StageRotations", &StreamedBootstrap::StageRotations)
+        .def("SpecialRotations", &StreamedBootstrap::SpecialRotations)
+        .def("GenerateStageKeys", [](const StreamedBootstrap& self, const PrivateKey<DCRTPoly>& sk, uint32_t k) {
+            return AutomorphismKeys{self.GenerateStageKeys(sk, k)};
+        }, Release())
+        .def("GenerateSpecialKeys", [](const StreamedBootstrap& self, const PrivateKey<DCRTPoly>& sk) {
+            return AutomorphismKeys{self.GenerateSpecialKeys(sk)};
+        }, Release())
+        .def("EncodeStage", &StreamedBootstrap::EncodeStage, Release())
+        .def("Begin", [](const StreamedBootstrap& self, const Ct& ct, const AutomorphismKeys& special) {
+            return self.Begin(ct, *special.keys);
+        }, Release())
+        .def("ApplyStage", [](const StreamedBootstrap& self, uint32_t k, const Ct& ct, const AutomorphismKeys& keys,
+                              const StageDiagonals& diagonals) { return self.ApplyStage(k, ct, *keys.keys, diagonals); },
+             Release())
+        .def("EvalMod", [](const StreamedBootstrap& self, const Ct& ct, const AutomorphismKeys& special) {
+            return self.EvalMod(ct, *special.keys);
+        }, Release())
+        .def("Finish", [](const StreamedBootstrap& self, const Ct& ct, const AutomorphismKeys& special) {
+            return self.Finish(ct, *special.keys);
+        }, Release());
+    // A key map as one file (OpenFHE's binary serialization of the map itself).
+    m.def("SerializeKeyMap", [](const std::string& path, const AutomorphismKeys& keys) {
+        py::gil_scoped_release release;
+        return Serial::SerializeToFile(path, *keys.keys, SerType::BINARY);
+    });
+    m.def("DeserializeKeyMap", [](const std::string& path) {
+        auto keys = std::make_shared<KeyMap>();
+        bool ok;
+        {
+            py::gil_scoped_release release;
+            ok = Serial::DeserializeFromFile(path, *keys, SerType::BINARY);
+        }
+        if (!ok)
+            throw py::value_error("DeserializeKeyMap: could not read a key map from " + path);
+        return AutomorphismKeys{keys};
+    });
 }
 
 }  // namespace
@@ -328,4 +427,5 @@ PYBIND11_MODULE(_native, m) {
     bind_objects(m);
     bind_serialization(m);
     bind_context(m);
+    bind_streamed_bootstrap(m);
 }

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from resnet_fhe.backends.bootstrapping import MemoryStageKeys, OpenFHEBootstrap, StreamedBootstrap
 from resnet_fhe.backends.chebyshev import evaluate_series, series_depth
 from resnet_fhe.errors import DecryptionError, InputError, PlanError
 from resnet_fhe.plan.cost import linear_group_size
@@ -96,10 +97,34 @@ def plan_rotation_keys(plan: Plan) -> list[int]:
     return sorted(keys)
 
 
+def rotation_key_towers(plan: Plan) -> dict[int, int]:
+    """The most RNS towers each of the plan's rotation keys meets, which is what a key trimmed to the
+    levels it is used at must keep (the native build: TrimEvalAutomorphismKeys). Registers are stored
+    rescaled with their producer's level_out (the input with plan.input_levels), i.e. level_out + 1
+    towers, and no op's rotations see more than its input has."""
+    stored = {plan.input: plan.input_levels}
+    for op in plan.ops:
+        stored[op.output] = max(stored.get(op.output, 0), op.level_out)
+    towers: dict[int, int] = {}
+    for op in plan.ops:
+        for index in op.rotation_keys():
+            needed = max(stored[name] for name in op_inputs(op)) + 1
+            towers[index] = max(towers.get(index, 0), needed)
+    return towers
+
+
+def streams_bootstrap_keys(library: str) -> bool:
+    """Whether `library` bootstraps with resnet-fhe's streamed bootstrap (bootstrapping.StreamedBootstrap:
+    the native build) rather than OpenFHE's EvalBootstrap (the wheel). The native build's OpenFHE 1.5.1
+    EvalBootstrap is also wrong with the presets' baby steps: dim1 (8, 4) at N = 2^16 and 16,384 slots
+    returns noise (bench/bootstrap_precision.py --backend native --openfhe-bootstrap)."""
+    return library == "native"
+
+
 def setup_bootstrap(context, params: CkksParameters, slots: int, precompute: bool = True) -> None:
     """OpenFHE's bootstrap setup for `slots` with the preset's level budget, baby steps and correction
-    factor (CkksParameters says what each buys). Key generation
-    passes precompute=False: the encoded transforms (gigabytes) are needed only to evaluate."""
+    factor (CkksParameters says what each buys). Key generation passes precompute=False: the encoded
+    transforms (gigabytes) are needed only to evaluate."""
     context.EvalBootstrapSetup(list(params.level_budget), list(params.bootstrap_dim1), slots,
                                params.bootstrap_correction_factor, precompute)
 
@@ -114,30 +139,34 @@ def clear_bootstrap_setup(context) -> None:
 
 @dataclass
 class KeySet:
-    """All keys in one process: what a test or a local benchmark uses."""
+    """All keys in one process: what a test or a local benchmark uses; `bootstrapper` is what the
+    backend bootstraps with (OpenFHEBackend's argument of that name)."""
 
     context: object
     public_key: object
     secret_key: object
-
-
-def context_for_plan(plan: Plan, library: str = "openfhe"):
-    """The preset's context with bootstrapping precomputed for every slot count the plan bootstraps at."""
-    context = build_context(plan.params, complex_slots=plan.complex_slots, library=library)
-    for slots in plan.bootstrap_slot_counts():
-        setup_bootstrap(context, plan.params, slots)
-    return context
+    bootstrapper: OpenFHEBootstrap | StreamedBootstrap
 
 
 def generate_keys(plan: Plan, library: str = "openfhe") -> KeySet:
-    context = context_for_plan(plan, library)
+    """Every key of `plan` in one process. Streamed bootstrap keys are made first, while the context's key
+    table is empty (OpenFHE skips rotations it already holds a key for)."""
+    context = build_context(plan.params, complex_slots=plan.complex_slots, library=library)
     slot_counts = plan.bootstrap_slot_counts()
     pair = context.KeyGen()
     context.EvalMultKeyGen(pair.secretKey)
-    context.EvalRotateKeyGen(pair.secretKey, plan_rotation_keys(plan))
-    for slots in slot_counts:
-        context.EvalBootstrapKeyGen(pair.secretKey, slots)
-    return KeySet(context, pair.publicKey, pair.secretKey)
+    if streams_bootstrap_keys(library):
+        stage_keys = MemoryStageKeys(context, plan.params, pair.secretKey, slot_counts)
+        bootstrapper = StreamedBootstrap(context, plan.params, stage_keys)
+        context.EvalRotateKeyGen(pair.secretKey, plan_rotation_keys(plan))
+    else:
+        for slots in slot_counts:
+            setup_bootstrap(context, plan.params, slots)
+        context.EvalRotateKeyGen(pair.secretKey, plan_rotation_keys(plan))
+        for slots in slot_counts:
+            context.EvalBootstrapKeyGen(pair.secretKey, slots)
+        bootstrapper = OpenFHEBootstrap(context)
+    return KeySet(context, pair.publicKey, pair.secretKey, bootstrapper)
 
 
 def _check_carriers(plan: Plan) -> None:
@@ -155,11 +184,14 @@ def _check_carriers(plan: Plan) -> None:
 class OpenFHEBackend:
     """Evaluates a plan on ciphertexts; needs the context with evaluation keys loaded, never the secret key."""
 
-    def __init__(self, plan: Plan, context: object, rescale_registers: bool = True, own_series: bool = True):
-        """`rescale_registers=False` stores registers as earlier versions did (unrescaled products, towers
+    def __init__(self, plan: Plan, context: object, rescale_registers: bool = True, own_series: bool = True,
+                 bootstrapper: OpenFHEBootstrap | StreamedBootstrap | None = None):
+        """`bootstrapper` bootstraps (default: OpenFHE's EvalBootstrap, keys in the context's table).
+        `rescale_registers=False` stores registers as earlier versions did (unrescaled products, towers
         dropped only above the plan's levels), `own_series=False` evaluates every Chebyshev series with
         OpenFHE's EvalChebyshevSeries: for measuring what each buys, never for real use."""
         self.plan, self.cc = plan, context
+        self.bootstrapper = OpenFHEBootstrap(context) if bootstrapper is None else bootstrapper
         self.own_series = own_series
         self.order = context.GetCyclotomicOrder()
         self.rescale_registers = rescale_registers
@@ -274,6 +306,8 @@ class OpenFHEBackend:
         values, though a linear transform may rescale its input ciphertexts in place."""
         if isinstance(op, LinearTransform):
             return self._linear(op, [query[op.input] for query in registers])
+        if isinstance(op, Bootstrap):
+            return self._bootstrap(op, [query[op.input] for query in registers], self.carriers_in[id(op)][op.input])
         return [self._apply(op, query) for query in registers]
 
     def _apply(self, op, registers: dict[str, list[object]]) -> list[object]:
@@ -281,8 +315,6 @@ class OpenFHEBackend:
         if isinstance(op, Polynomial):
             factors = carrier_factors(carriers[op.input], op.ciphertexts)
             return [self._polynomial(op, ct, factor) for ct, factor in zip(registers[op.input], factors, strict=True)]
-        if isinstance(op, Bootstrap):
-            return self._bootstrap(op, registers[op.input], carriers[op.input])
         if isinstance(op, AddTensors):
             if any(carriers[name] != op.carrier for name in op.inputs):
                 raise PlanError(f"{op.name} adds registers of different carriers {carriers} (a compiler bug)")
@@ -302,27 +334,35 @@ class OpenFHEBackend:
             return result
         raise PlanError(f"the OpenFHE backend has no rule for {type(op).__name__}")
 
-    def _bootstrap(self, op: Bootstrap, cts: list[object], carrier: str) -> list[object]:
-        """Each ciphertext refreshed; paired (carrier pair-in): w = a/sqrt2 + i*b/sqrt2 bootstrapped once and
-        split into w + conj(w) = sqrt2*a and w - conj(w) = i*sqrt2*b (conj: the bootstrap keys' own
-        conjugation key; compiler/pairing.py)."""
+    def _bootstrap(self, op: Bootstrap, batch: list[list[object]], carrier: str) -> list[list[object]]:
+        """Each query's ciphertexts refreshed, all of the batch in one call of the bootstrapper (a streamed
+        bootstrap loads each stage's keys once for all of them). Paired (carrier pair-in): w = a/sqrt2 +
+        i*b/sqrt2 bootstrapped once and split into w + conj(w) = sqrt2*a and w - conj(w) = i*sqrt2*b (conj:
+        the bootstrap keys' own conjugation key; compiler/pairing.py)."""
         if carrier != (PAIR_IN if op.paired else REAL):
             raise PlanError(f"{op.name}: a {'paired' if op.paired else 'single'} bootstrap of a register "
                             f"carrying {carrier} (a compiler bug)")
-        groups = [cts[i:i + 2] for i in range(0, len(cts), 2)] if op.paired else [[ct] for ct in cts]
-        result, keys = [], None
-        for group in groups:
-            ct = group[0] if len(group) == 1 else self.cc.EvalAdd(group[0], group[1])
-            ct = self.trim(ct, BOOTSTRAP_HEADROOM)  # the register may keep levels for other readers
-            ct.SetSlots(op.slots)
-            refreshed = self.cc.EvalBootstrap(ct)
-            if len(group) == 1:
-                result.append(refreshed)
-                continue
-            if keys is None:
-                keys = self.cc.GetEvalAutomorphismKeyMap(refreshed.GetKeyTag())
-            conjugate = self.cc.EvalAutomorphism(refreshed, self.order - 1, keys)
-            result += [self.cc.EvalAdd(refreshed, conjugate), self.cc.EvalSub(refreshed, conjugate)]
+        width = 2 if op.paired else 1
+        inputs, counts = [], []
+        for cts in batch:
+            counts.append(len(range(0, len(cts), width)))
+            for i in range(0, len(cts), width):
+                ct = cts[i] if width == 1 else self.cc.EvalAdd(cts[i], cts[i + 1])
+                ct = self.trim(ct, BOOTSTRAP_HEADROOM)  # the register may keep levels for other readers
+                ct.SetSlots(op.slots)
+                inputs.append(ct)
+        refreshed = self.bootstrapper.bootstrap_many(inputs)
+        result, start = [], 0
+        for count in counts:
+            query = refreshed[start:start + count]
+            start += count
+            if op.paired:
+                split = []
+                for ct in query:
+                    conjugate = self.bootstrapper.conjugate(ct)
+                    split += [self.cc.EvalAdd(ct, conjugate), self.cc.EvalSub(ct, conjugate)]
+                query = split
+            result.append(query)
         return result
 
     def _times(self, ct: object, factor: complex) -> object:

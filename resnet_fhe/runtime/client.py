@@ -9,13 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_fhe.backends.bootstrapping import write_stage_keys
 from resnet_fhe.backends.openfhe_backend import (
     OpenFHEBackend,
     build_context,
     clear_bootstrap_setup,
     fhe_library,
     plan_rotation_keys,
+    rotation_key_towers,
     setup_bootstrap,
+    streams_bootstrap_keys,
 )
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
@@ -65,17 +68,25 @@ class Client:
         ok &= fhe.SerializeToFile(str(secret), pair.secretKey, fhe.BINARY)
         ok &= context.SerializeEvalMultKey(str(server_dir / "mult_key.bin"), fhe.BINARY)
         rotation_keys: dict[str, str] = {}
+        tag = pair.secretKey.GetKeyTag()
+        streamed = streams_bootstrap_keys(library)
+        towers = rotation_key_towers(plan)
         for index in plan_rotation_keys(plan):  # one file per key: ops load just the keys they use
             rotation_keys[str(index)] = f"rotations/{'m' if index < 0 else 'p'}{abs(index)}.bin"
             context.ClearEvalAutomorphismKeys()
             context.EvalRotateKeyGen(pair.secretKey, [index])
+            if streamed:  # the native build keeps only what its levels read (most convolutions: 2-3 towers)
+                context.TrimEvalAutomorphismKeys(tag, towers[index])
             ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), fhe.BINARY)
-        tag = pair.secretKey.GetKeyTag()
         covers: dict[str, list[int]] = {}  # slots -> the plan's rotations whose keys bootstrapping has too
         for slots in slot_counts:
+            context.ClearEvalAutomorphismKeys()
+            if streamed:  # one key file per stage, made one stage at a time
+                write_stage_keys(context, plan.params, pair.secretKey, slots, server_dir / f"bootstrap/{slots}")
+                covers[str(slots)] = []  # stage keys never stand in for the plan's rotation keys
+                continue
             # Keys only: the encoded transforms (gigabytes) are the server's business, so the client's
             # setup skips their precomputation (precompute=False); its peak is then the keys alone.
-            context.ClearEvalAutomorphismKeys()
             setup_bootstrap(context, plan.params, slots, precompute=False)
             context.EvalBootstrapKeyGen(pair.secretKey, slots)
             bootstrap_indices = set(context.GetExistingEvalAutomorphismKeyIndices(tag))
@@ -92,9 +103,12 @@ class Client:
         store_id = hashlib.sha256((plan.constants_sha256 + tag).encode()).hexdigest()[:32]
         write_manifest(server_dir, {"store_id": store_id, "library": library, "key_tag": tag,
                                     "rotation_keys": rotation_keys,
+                                    "bootstrap": "streamed" if streamed else "openfhe",
                                     "bootstrap_slots": slot_counts, "bootstrap_covers": covers,
                                     "params": plan.params.to_dict()})
-        _log(f"keygen: {len(rotation_keys)} rotation key files, {len(slot_counts)} bootstrap key files in "
+        bootstrap_files = sum(1 for path in (server_dir / "bootstrap").rglob("*") if path.is_file())
+        _log(f"keygen: {len(rotation_keys)} rotation key files, {bootstrap_files} bootstrap key files "
+             f"({'one per stage, ' if streamed else ''}{len(slot_counts)} slot count(s)) in "
              f"{time.perf_counter() - started:.1f} s")
         return cls(server_dir, client_dir)
 

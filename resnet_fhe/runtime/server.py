@@ -12,14 +12,20 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from resnet_fhe.backends.openfhe_backend import OpenFHEBackend, clear_bootstrap_setup, setup_bootstrap
+from resnet_fhe.backends.bootstrapping import FileStageKeys, StreamedBootstrap
+from resnet_fhe.backends.openfhe_backend import (
+    OpenFHEBackend,
+    clear_bootstrap_setup,
+    setup_bootstrap,
+    streams_bootstrap_keys,
+)
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
 from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
-from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library, read_manifest, verified
+from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library, read_manifest, stored_library, verified
 
 
 class PhaseKeys:
@@ -48,7 +54,10 @@ class PhaseKeys:
             self.drop()
         elif change.drop_rotations:
             self._clear_rotations()
-        if change.load_bootstrap is not None:
+        streamed = isinstance(server.backend.bootstrapper, StreamedBootstrap)
+        if change.load_bootstrap is not None and streamed:
+            server.backend.bootstrapper.prepare(change.load_bootstrap)  # its keys come stage by stage
+        elif change.load_bootstrap is not None:
             self._clear_rotations()
             setup_bootstrap(cc, server.plan.params, change.load_bootstrap)
             path = str(server.file(f"bootstrap/{change.load_bootstrap}.bin"))
@@ -84,6 +93,10 @@ class PhaseKeys:
         release_freed_memory()
 
     def drop(self) -> None:
+        bootstrapper = self.server.backend.bootstrapper
+        if isinstance(bootstrapper, StreamedBootstrap):
+            bootstrapper.release()
+            bootstrapper.keys.release()
         self.server.context.ClearEvalAutomorphismKeys()
         if self.bootstrap_keys is not None:
             clear_bootstrap_setup(self.server.context)
@@ -104,7 +117,21 @@ class Server:
         fhe.ClearEvalMultKeys()  # OpenFHE's key cache is per process: this server owns it
         if not ok or not self.context.DeserializeEvalMultKey(str(mult), fhe.BINARY):
             raise KeyStoreError(f"could not read the context or relinearisation key in {self.server_dir}")
-        self.backend = OpenFHEBackend(self.plan, self.context)
+        self.backend = OpenFHEBackend(self.plan, self.context, bootstrapper=self._bootstrapper())
+
+    def _bootstrapper(self) -> StreamedBootstrap | None:
+        """The streamed bootstrap over this store's per-stage key files, or None for OpenFHE's own
+        EvalBootstrap; refuses a store whose bootstrap keys do not fit the library's bootstrap."""
+        library = stored_library(self.manifest)
+        kind = self.manifest.get("bootstrap", "openfhe")  # stores made before the field: OpenFHE's keys
+        if kind != ("streamed" if streams_bootstrap_keys(library) else "openfhe"):
+            raise KeyStoreError(f"the bootstrap keys in {self.server_dir} are for {kind} bootstrapping, which the "
+                                f"{library} build does not do (a store of an earlier version?): make the keys "
+                                "again (`resnet-fhe keygen`)")
+        if kind == "openfhe":
+            return None
+        return StreamedBootstrap(self.context, self.plan.params,
+                                 FileStageKeys(lambda slots, name: self.file(f"bootstrap/{slots}/{name}")))
 
     def file(self, name: str) -> Path:
         """A key store file, hashed against the manifest the first time this server reads it.

@@ -1,0 +1,500 @@
+// See streamed_bootstrap.h. Step numbers refer to native/BOOTSTRAP-NOTES.md, section 1.
+#include "streamed_bootstrap.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+namespace resnet_fhe {
+
+using namespace lbcrypto;
+
+namespace {
+
+// The sparse-encapsulated secret's bound on the integer part after modulus raising (OpenFHE's
+// K_SPARSE_ENCAPSULATED: a Hamming weight 32 secret) and the double-angle steps after the series.
+constexpr double kOverflowBound = 16.0;
+constexpr int kDoubleAngleSteps = 3;
+constexpr uint32_t kSeriesDegree = 32;
+
+std::shared_ptr<CryptoParametersCKKSRNS> ckks_parameters(const CryptoContext<DCRTPoly>& cc) {
+    return std::dynamic_pointer_cast<CryptoParametersCKKSRNS>(cc->GetCryptoParameters());
+}
+
+double first_modulus(const CryptoContext<DCRTPoly>& cc) {
+    return cc->GetElementParams()->GetParams()[0]->GetModulus().ConvertToDouble();
+}
+
+// deg: how many bits q0 exceeds the scale by (round(log2(q0 / 2^scale bits))).
+int modulus_excess_bits(const CryptoContext<DCRTPoly>& cc) {
+    const double scale = std::ldexp(1.0, ckks_parameters(cc)->GetPlaintextModulus());
+    return static_cast<int>(std::round(std::log2(first_modulus(cc) / scale)));
+}
+
+// What the modular reduction evaluates before its double-angle steps: after R steps of c -> 2c^2 - a^2
+// (the amplitude a squares each time), (2 pi)^(-1/2^R) cos(2 pi (K y - 1/4) / 2^R) becomes
+// sin(2 pi K y) / (2 pi), which is the message where K y is the message plus an integer.
+// Interpolated at the Chebyshev nodes of the first kind; c_0 is doubled, as OpenFHE's series expect.
+std::vector<double> scaled_cosine_series() {
+    const double two_pi = 2.0 * M_PI;
+    const double steps = std::ldexp(1.0, kDoubleAngleSteps);
+    const uint32_t nodes = kSeriesDegree + 1;
+    std::vector<double> values(nodes);
+    for (uint32_t j = 0; j < nodes; ++j) {
+        const double y = std::cos(M_PI * (j + 0.5) / nodes);
+        values[j] = std::pow(two_pi, -1.0 / steps) * std::cos(two_pi * (kOverflowBound * y - 0.25) / steps);
+    }
+    std::vector<double> series(nodes);
+    for (uint32_t k = 0; k < nodes; ++k) {
+        double sum = 0;
+        for (uint32_t j = 0; j < nodes; ++j)
+            sum += values[j] * std::cos(M_PI * k * (j + 0.5) / nodes);
+        series[k] = 2.0 * sum / nodes;
+    }
+    return series;
+}
+
+}  // namespace
+
+namespace {
+
+// The digits a hybrid key switch of a ciphertext with `towers` Q towers decomposes it into.
+uint32_t digits_at(uint32_t towers, const CryptoParametersCKKSRNS& params) {
+    return std::min<uint32_t>((towers + params.GetNumPerPartQ() - 1) / params.GetNumPerPartQ(),
+                              params.GetNumberOfQPartitions());
+}
+
+}  // namespace
+
+void TrimKeyToTowers(EvalKey<DCRTPoly>& key, uint32_t towers, const CryptoParametersCKKSRNS& params) {
+    const uint32_t all_towers = params.GetElementParams()->GetParams().size();
+    if (towers == 0 || towers > all_towers)
+        throw std::invalid_argument("TrimKeyToTowers: towers must be 1 to " + std::to_string(all_towers));
+    const uint32_t digits = digits_at(towers, params);
+    auto trim = [&](std::vector<DCRTPoly> parts) {
+        parts.resize(std::min<size_t>(digits, parts.size()));
+        for (auto& part : parts) {
+            auto& polys = part.GetAllElements();
+            for (uint32_t i = towers; i < all_towers && i < polys.size(); ++i)
+                polys[i] = DCRTPoly::PolyType();
+        }
+        return parts;
+    };
+    key->SetAVector(trim(key->GetAVector()));
+    key->SetBVector(trim(key->GetBVector()));
+}
+
+bool KeyServesTowers(const EvalKey<DCRTPoly>& key, uint32_t towers, const CryptoParametersCKKSRNS& params) {
+    const uint32_t all_towers = params.GetElementParams()->GetParams().size();
+    const auto& parts = key->GetAVector();
+    if (towers == 0 || towers > all_towers || parts.size() < digits_at(towers, params))
+        return false;
+    for (uint32_t j = 0; j < digits_at(towers, params); ++j) {
+        const auto& polys = parts[j].GetAllElements();
+        if (polys.size() <= all_towers || polys[towers - 1].IsEmpty() || polys[all_towers].IsEmpty())
+            return false;
+    }
+    return true;
+}
+
+StreamedBootstrap::StreamedBootstrap(const CryptoContext<DCRTPoly>& cc, std::vector<uint32_t> level_budget,
+                                     std::vector<uint32_t> dim1, uint32_t slots, uint32_t correction_factor)
+    : cc_(cc), slots_(slots), sine_series_(scaled_cosine_series()) {
+    const auto params = ckks_parameters(cc);
+    if (params->GetScalingTechnique() != FLEXIBLEAUTO || params->GetKeySwitchTechnique() != HYBRID ||
+        params->GetSecretKeyDist() != SPARSE_ENCAPSULATED || params->GetCompositeDegree() != 1)
+        throw std::invalid_argument("StreamedBootstrap supports FLEXIBLEAUTO scaling, HYBRID key switching and "
+                                    "SPARSE_ENCAPSULATED secrets only (the presets' settings)");
+    const uint32_t quarter = cc->GetCyclotomicOrder() / 4;
+    if (slots < 4 || slots > quarter || (slots & (slots - 1)))
+        throw std::invalid_argument("StreamedBootstrap: slots must be a power of two from 4 to " +
+                                    std::to_string(quarter) + ", not " + std::to_string(slots));
+    if (level_budget.size() != 2 || dim1.size() != 2)
+        throw std::invalid_argument("StreamedBootstrap: level_budget and dim1 take two values each");
+    // The correction factor OpenFHE would choose (its EvalBootstrapSetup on a scratch instance, which
+    // encodes nothing when asked not to precompute).
+    FHECKKSRNS setup;
+    setup.EvalBootstrapSetup(*cc, level_budget, dim1, slots, correction_factor, false, false);
+    correction_factor_ = setup.GetCKKSBootCorrectionFactor();
+    const uint32_t log_slots = static_cast<uint32_t>(std::log2(slots));
+    encode_params_ = GetCollapsedFFTParams(slots, std::clamp(level_budget[0], 1u, log_slots), dim1[0]);
+    decode_params_ = GetCollapsedFFTParams(slots, std::clamp(level_budget[1], 1u, log_slots), dim1[1]);
+    // CoeffsToSlots starts one tower below the raised modulus (after the normalisation's rescale);
+    // SlotsToCoeffs where the bootstrap depth (OpenFHE's count) leaves its levels.
+    const uint32_t towers = cc->GetElementParams()->GetParams().size();
+    const uint32_t depth = FHECKKSRNS::GetBootstrapDepth({encode_params_.lvlb, decode_params_.lvlb},
+                                                         params->GetSecretKeyDist());
+    AddStages(encode_params_, true, towers - 1);
+    AddStages(decode_params_, false, towers - depth + decode_params_.lvlb);
+
+    const uint32_t m = 4 * slots;
+    std::vector<uint32_t> rotation_group(slots);  // 5^i mod 4 * slots
+    for (uint32_t i = 0, power = 1; i < slots; ++i, power = (power * 5) & (m - 1))
+        rotation_group[i] = power;
+    std::vector<std::complex<double>> roots(m + 1);  // exp(2 pi i j / m), the last one again 1
+    for (uint32_t j = 0; j <= m; ++j)
+        roots[j] = std::polar(1.0, 2.0 * M_PI * (j % m) / m);
+    const bool sparse = slots < quarter;
+    encode_ = CoeffEncodingCollapse(roots, rotation_group, encode_params_.lvlb, false);
+    decode_ = CoeffDecodingCollapse(roots, rotation_group, decode_params_.lvlb, false);
+    if (sparse) {
+        encode_imaginary_ = CoeffEncodingCollapse(roots, rotation_group, encode_params_.lvlb, true);
+        decode_imaginary_ = CoeffDecodingCollapse(roots, rotation_group, decode_params_.lvlb, true);
+    }
+}
+
+// CoeffsToSlots runs its levels from the last (s = lvlb - 1) down, its remainder level (fewer layers) at
+// s = 0; SlotsToCoeffs runs s = 0 up, its remainder last. CoeffsToSlots reduces its baby steps modulo
+// the slots, SlotsToCoeffs modulo N/2. Each stage spends one tower.
+void StreamedBootstrap::AddStages(const ckks_boot_params& p, bool coeffs_to_slots, uint32_t first_towers) {
+    const int64_t half_ring = cc_->GetCyclotomicOrder() / 4;
+    const bool remainder = p.remCollapse != 0;
+    const uint32_t full_levels = p.lvlb - (remainder ? 1 : 0);
+    auto stage = [&](uint32_t s, bool is_remainder, int64_t scale) {
+        const uint32_t g = is_remainder ? p.gRem : p.g;
+        const uint32_t b = is_remainder ? p.bRem : p.b;
+        const uint32_t rotations = is_remainder ? p.numRotationsRem : p.numRotations;
+        const int64_t offset = static_cast<int64_t>((rotations + 1) / 2) - 1;
+        const uint32_t towers = first_towers - static_cast<uint32_t>(stages_.size() - (coeffs_to_slots ? 0 : encode_params_.lvlb));
+        FftStage level{coeffs_to_slots, s, towers, rotations, {}, {}};
+        for (uint32_t j = 0; j < g; ++j) {
+            const int64_t amount = scale * (static_cast<int64_t>(j) - offset);
+            level.baby.push_back(static_cast<int32_t>(ReduceRotation(static_cast<int32_t>(amount),
+                                                                     coeffs_to_slots ? slots_ : half_ring)));
+        }
+        for (uint32_t i = 0; i < b; ++i)
+            level.giant.push_back(static_cast<int32_t>(
+                ReduceRotation(static_cast<int32_t>(scale * g * i), static_cast<uint32_t>(half_ring))));
+        stages_.push_back(std::move(level));
+    };
+    if (coeffs_to_slots) {
+        for (int64_t s = p.lvlb - 1; s >= 0; --s) {
+            const bool is_remainder = remainder && s == 0;
+            const int64_t layers = is_remainder ? 0 : (s - (remainder ? 1 : 0)) * p.layersCollapse + p.remCollapse;
+            stage(static_cast<uint32_t>(s), is_remainder, int64_t{1} << layers);
+        }
+    }
+    else {
+        for (uint32_t s = 0; s < p.lvlb; ++s)
+            stage(s, remainder && s == full_levels, int64_t{1} << (s * p.layersCollapse));
+    }
+}
+
+const FftStage& StreamedBootstrap::Stage(uint32_t k) const {
+    if (k >= stages_.size())
+        throw std::out_of_range("StreamedBootstrap: stage " + std::to_string(k) + " of " +
+                                std::to_string(stages_.size()));
+    return stages_[k];
+}
+
+std::vector<int32_t> StreamedBootstrap::StageRotations(uint32_t k) const {
+    const auto& stage = Stage(k);
+    std::set<int32_t> amounts(stage.baby.begin(), stage.baby.end());
+    amounts.insert(stage.giant.begin(), stage.giant.end());
+    amounts.erase(0);
+    return {amounts.begin(), amounts.end()};
+}
+
+std::vector<int32_t> StreamedBootstrap::SpecialRotations() const {
+    std::vector<int32_t> rotations;
+    const uint32_t ring = cc_->GetRingDimension();
+    for (uint32_t j = 1; j < ring / (2 * slots_); j <<= 1)
+        rotations.push_back(static_cast<int32_t>(j * slots_));
+    return rotations;
+}
+
+namespace {
+
+// Rotation keys into a fresh map, checked complete: OpenFHE silently skips indices the context's table
+// already holds for the key's tag.
+std::shared_ptr<KeyMap> rotation_keys(const CryptoContext<DCRTPoly>& cc, const PrivateKey<DCRTPoly>& sk,
+                                      const std::vector<int32_t>& rotations) {
+    if (rotations.empty())
+        return std::make_shared<KeyMap>();
+    auto keys = cc->GetScheme()->EvalAtIndexKeyGen(sk, rotations);
+    for (int32_t rotation : rotations) {
+        if (!keys->count(FindAutomorphismIndex2nComplex(rotation, cc->GetCyclotomicOrder())))
+            throw std::runtime_error("StreamedBootstrap: the context already holds an automorphism key for "
+                                     "rotation " + std::to_string(rotation) + ", so OpenFHE did not make it: "
+                                     "clear the context's automorphism keys before making bootstrap keys");
+    }
+    return keys;
+}
+
+}  // namespace
+
+std::shared_ptr<KeyMap> StreamedBootstrap::GenerateStageKeys(const PrivateKey<DCRTPoly>& sk, uint32_t k) const {
+    auto keys = rotation_keys(cc_, sk, StageRotations(k));
+    const auto params = ckks_parameters(cc_);
+    for (auto& entry : *keys)
+        TrimKeyToTowers(entry.second, Stage(k).towers, *params);
+    return keys;
+}
+
+std::shared_ptr<KeyMap> StreamedBootstrap::GenerateSpecialKeys(const PrivateKey<DCRTPoly>& sk) const {
+    auto keys = rotation_keys(cc_, sk, SpecialRotations());
+    const uint32_t order = cc_->GetCyclotomicOrder();
+    (*keys)[order - 1] = FHECKKSRNS::ConjugateKeyGen(sk);
+    // The sparse secret of the modulus raising lives only in these two keys (to it, and back).
+    auto sparse = std::make_shared<PrivateKeyImpl<DCRTPoly>>(cc_);
+    DCRTPoly::TugType ternary;
+    sparse->SetPrivateElement(DCRTPoly(ternary, cc_->GetElementParams(), Format::EVALUATION, 32));
+    (*keys)[order - 4] = FHECKKSRNS::KeySwitchGenSparse(sk, sparse);
+    (*keys)[order - 2] = cc_->GetScheme()->KeySwitchGen(sparse, sk);
+    return keys;
+}
+
+// The homomorphic DFT's diagonals of one stage: the FFT factor matrices' vectors for the stage's level,
+// the real and imaginary halves side by side for a sparse vector, scaled on each transform's last level,
+// pre-rotated by minus the stage's giant step of their partial sum, and encoded in the extended basis Q*P
+// at the stage's towers (evaluation form: the products need no transform).
+std::shared_ptr<StageDiagonals> StreamedBootstrap::EncodeStage(uint32_t k) const {
+    const auto& stage = Stage(k);
+    const bool sparse = slots_ < cc_->GetCyclotomicOrder() / 4;
+    const auto& real = stage.coeffs_to_slots ? encode_ : decode_;
+    const auto& imaginary = stage.coeffs_to_slots ? encode_imaginary_ : decode_imaginary_;
+    // q0 is not a power of two: the encoding absorbs q0 / 2^round(log2 q0) (and the overflow bound),
+    // the decoding its inverse.
+    const double q0 = first_modulus(cc_);
+    const double pre = q0 / std::ldexp(1.0, static_cast<int>(std::round(std::log2(q0))));
+    const bool last = stage.coeffs_to_slots ? stage.level == 0 : stage.level + 1 == decode_params_.lvlb;
+    const double factor = !last ? 1.0 : stage.coeffs_to_slots ? pre / kOverflowBound : 1.0 / pre;
+
+    const auto& moduli_q = cc_->GetElementParams()->GetParams();
+    const auto& moduli_p = ckks_parameters(cc_)->GetParamsP()->GetParams();
+    std::vector<NativeInteger> moduli, roots_of_unity;
+    for (uint32_t i = 0; i < stage.towers; ++i) {
+        moduli.push_back(moduli_q[i]->GetModulus());
+        roots_of_unity.push_back(moduli_q[i]->GetRootOfUnity());
+    }
+    for (const auto& modulus : moduli_p) {
+        moduli.push_back(modulus->GetModulus());
+        roots_of_unity.push_back(modulus->GetRootOfUnity());
+    }
+    const auto extended = std::make_shared<DCRTPoly::Params>(cc_->GetCyclotomicOrder(), moduli, roots_of_unity);
+    const uint32_t level = static_cast<uint32_t>(moduli_q.size()) - stage.towers;
+    const uint32_t g = static_cast<uint32_t>(stage.baby.size());
+    auto result = std::make_shared<StageDiagonals>();
+    result->diagonals.resize(stage.diagonals);
+    std::vector<double> scaling_factors(stage.diagonals);
+#pragma omp parallel for
+    for (uint32_t d = 0; d < stage.diagonals; ++d) {
+        std::vector<std::complex<double>> values = real[stage.level][d];
+        if (sparse)
+            values.insert(values.end(), imaginary[stage.level][d].begin(), imaginary[stage.level][d].end());
+        for (auto& value : values)
+            value *= factor;
+        const uint32_t length = static_cast<uint32_t>(values.size());
+        const uint32_t shift = ReduceRotation(-stage.giant[d / g], length);
+        std::rotate(values.begin(), values.begin() + shift, values.end());
+        const auto plaintext = FHECKKSRNS::MakeAuxPlaintext(*cc_, extended, values, 1, level, length);
+        DCRTPoly element = plaintext->GetElement<DCRTPoly>();
+        element.SetFormat(Format::EVALUATION);
+        result->diagonals[d] = std::move(element);
+        scaling_factors[d] = plaintext->GetScalingFactor();
+    }
+    result->scaling_factor = scaling_factors.front();  // one level, one factor
+    return result;
+}
+
+Ciphertext<DCRTPoly> StreamedBootstrap::Begin(const Ciphertext<DCRTPoly>& input, const KeyMap& special) const {
+    const auto params = ckks_parameters(cc_);
+    const auto scheme = cc_->GetScheme();
+    const uint32_t ring = cc_->GetRingDimension();
+    const uint32_t order = cc_->GetCyclotomicOrder();
+    if (input->GetSlots() != slots_)
+        throw std::invalid_argument("StreamedBootstrap: the ciphertext has " + std::to_string(input->GetSlots()) +
+                                    " slots, this bootstrap " + std::to_string(slots_));
+    // Step 1: q0 exceeds the scale by 2^deg; the message is scaled down by 2^(correction factor - deg)
+    // before the modular reduction (less wrap-around error) and scaled back in Finish.
+    const int deg = modulus_excess_bits(cc_);
+    if (deg > static_cast<int>(correction_factor_))
+        throw std::invalid_argument("StreamedBootstrap: q0 / scale is 2^" + std::to_string(deg) +
+                                    ", more than the correction factor " + std::to_string(correction_factor_));
+    const int correction = static_cast<int>(correction_factor_) - deg;
+
+    // Step 2: rescale, then one more multiplication that brings the scale to level 0's and divides by
+    // 2^correction, spending the last tower but one.
+    auto ct = input->Clone();
+    scheme->ModReduceInternalInPlace(ct, ct->GetNoiseScaleDeg() - 1);
+    const double target = params->GetScalingFactorReal(0);
+    const double source = ct->GetScalingFactor();
+    const uint32_t towers = ct->GetElements()[0].GetNumOfElements();
+    const double dropped = cc_->GetElementParams()->GetParams()[towers - 1]->GetModulus().ConvertToDouble();
+    cc_->EvalMultInPlace(ct, (target / source) * (dropped / source) * std::ldexp(1.0, -correction));
+    scheme->ModReduceInternalInPlace(ct, 1);
+    ct->SetScalingFactor(target);
+
+    // Step 3: to the sparse secret at q0, raise the modulus (tower 0 read in every modulus), back to s.
+    ct = FHECKKSRNS::KeySwitchSparse(ct, special.at(order - 4));
+    for (auto& element : ct->GetElements()) {
+        element.SetFormat(Format::COEFFICIENT);
+        DCRTPoly raised(element.GetElementAtIndex(0), cc_->GetElementParams());
+        raised.SetFormat(Format::EVALUATION);
+        element = std::move(raised);
+    }
+    ct->SetLevel(0);
+    scheme->KeySwitchInPlace(ct, special.at(order - 2));
+
+    // Step 4-6: normalise for the sine's domain, sum the ring's copies of a sparse vector, rescale.
+    cc_->EvalMultInPlace(ct, std::ldexp(1.0, -deg) / ring);
+    for (int32_t rotation : SpecialRotations())
+        cc_->EvalAddInPlace(ct, scheme->EvalAtIndex(ct, static_cast<uint32_t>(rotation), special));
+    scheme->ModReduceInternalInPlace(ct, 1);
+    return ct;
+}
+
+Ciphertext<DCRTPoly> StreamedBootstrap::ApplyStage(uint32_t k, const Ciphertext<DCRTPoly>& input,
+                                                   const KeyMap& keys, const StageDiagonals& encoded) const {
+    const auto& stage = Stage(k);
+    const auto& diagonals = encoded.diagonals;
+    if (diagonals.size() != stage.diagonals ||
+        diagonals.front().GetNumOfElements() != stage.towers + ckks_parameters(cc_)->GetParamsP()->GetParams().size())
+        throw std::invalid_argument("StreamedBootstrap: these are not stage " + std::to_string(k) + "'s diagonals");
+    for (int32_t rotation : StageRotations(k)) {
+        if (!keys.count(FindAutomorphismIndex2nComplex(rotation, cc_->GetCyclotomicOrder())))
+            throw std::invalid_argument("StreamedBootstrap: stage " + std::to_string(k) +
+                                        " lacks the key for rotation " + std::to_string(rotation));
+    }
+    const auto scheme = cc_->GetScheme();
+    const uint32_t ring = cc_->GetRingDimension();
+    const uint32_t order = cc_->GetCyclotomicOrder();
+
+    // Every level but a transform's first starts from the previous level's unrescaled product.
+    auto ct = input->Clone();
+    const bool first_of_transform = k == 0 || stages_[k - 1].coeffs_to_slots != stage.coeffs_to_slots;
+    if (!first_of_transform)
+        scheme->ModReduceInternalInPlace(ct, 1);
+    if (ct->GetElements()[0].GetNumOfElements() != stage.towers)
+        throw std::invalid_argument("StreamedBootstrap: stage " + std::to_string(k) + " expects a ciphertext of " +
+                                    std::to_string(stage.towers) + " towers, not " +
+                                    std::to_string(ct->GetElements()[0].GetNumOfElements()) +
+                                    " (stages run in order, EvalMod between the two transforms)");
+
+    const auto digits = cc_->EvalFastRotationPrecompute(ct);
+    const uint32_t g = static_cast<uint32_t>(stage.baby.size());
+    std::vector<Ciphertext<DCRTPoly>> babies(g);
+#pragma omp parallel for
+    for (uint32_t j = 0; j < g; ++j)
+        babies[j] = stage.baby[j] == 0 ? cc_->KeySwitchExt(ct, true)
+                                       : scheme->EvalFastRotationExt(ct, static_cast<uint32_t>(stage.baby[j]),
+                                                                     digits, true, keys);
+
+    // c0 of every partial sum is collected in Q (`first`); the c1 parts stay in Q*P (`outer`) until one
+    // key switch down at the end.
+    std::optional<DCRTPoly> first;
+    Ciphertext<DCRTPoly> outer;
+    std::vector<uint32_t> permutation(ring);
+    auto add_first = [&first](DCRTPoly value) {
+        if (first)
+            *first += value;
+        else
+            first = std::move(value);
+    };
+    auto add_outer = [&outer](const Ciphertext<DCRTPoly>& value) {
+        if (outer)
+            FHECKKSRNS::EvalAddExtInPlace(outer, value);
+        else
+            outer = value;
+    };
+    for (uint32_t i = 0; i < stage.giant.size(); ++i) {
+        Ciphertext<DCRTPoly> inner;
+        for (uint32_t j = 0; j < g; ++j) {
+            const uint32_t d = i * g + j;
+            if (d >= stage.diagonals)
+                continue;
+            auto term = babies[j]->Clone();  // a product in Q*P: the key switch down comes later
+            for (auto& element : term->GetElements())
+                element *= diagonals[d];
+            term->SetNoiseScaleDeg(term->GetNoiseScaleDeg() + 1);
+            term->SetScalingFactor(term->GetScalingFactor() * encoded.scaling_factor);
+            if (inner)
+                FHECKKSRNS::EvalAddExtInPlace(inner, term);
+            else
+                inner = std::move(term);
+        }
+        if (!inner)
+            continue;
+        const int32_t giant = stage.giant[i];
+        if (giant == 0) {
+            add_first(cc_->KeySwitchDownFirstElement(inner));
+            inner->GetElements()[0].SetValuesToZero();
+            add_outer(inner);
+        }
+        else {
+            auto down = cc_->KeySwitchDown(inner);
+            const uint32_t automorphism = FindAutomorphismIndex2nComplex(giant, order);
+            PrecomputeAutoMap(ring, automorphism, &permutation);
+            add_first(down->GetElements()[0].AutomorphismTransform(automorphism, permutation));
+            const auto down_digits = cc_->EvalFastRotationPrecompute(down);
+            add_outer(scheme->EvalFastRotationExt(down, static_cast<uint32_t>(giant), down_digits, false, keys));
+        }
+    }
+    auto result = cc_->KeySwitchDown(outer);
+    result->GetElements()[0] += *first;
+    return result;
+}
+
+// Steps 9-10 on one ciphertext: the scaled cosine, then double-angle steps c -> 2c^2 - a^2 that turn it
+// into sin(2 pi K y) / (2 pi).
+Ciphertext<DCRTPoly> StreamedBootstrap::ReduceModulo(const Ciphertext<DCRTPoly>& input) const {
+    const auto scheme = cc_->GetScheme();
+    auto ct = scheme->EvalChebyshevSeries(input, sine_series_, -1.0, 1.0);
+    scheme->ModReduceInternalInPlace(ct, 1);
+    for (int step = 1 - kDoubleAngleSteps; step <= 0; ++step) {
+        const double amplitude_squared = std::pow(2.0 * M_PI, -std::ldexp(1.0, step));
+        cc_->EvalSquareInPlace(ct);
+        ct = cc_->EvalAdd(cc_->EvalAdd(ct, ct), -amplitude_squared);
+        cc_->ModReduceInPlace(ct);
+    }
+    return ct;
+}
+
+Ciphertext<DCRTPoly> StreamedBootstrap::EvalMod(const Ciphertext<DCRTPoly>& input, const KeyMap& special) const {
+    const auto scheme = cc_->GetScheme();
+    const auto conjugate = FHECKKSRNS::Conjugate(input, special);
+    Ciphertext<DCRTPoly> ct;
+    if (slots_ < cc_->GetCyclotomicOrder() / 4) {
+        // Step 8 (sparse): the slots hold two halves of the coefficients as real and imaginary parts of
+        // a periodic vector; the real part (twice) carries all of them.
+        ct = cc_->EvalAdd(input, conjugate);
+        if (ct->GetNoiseScaleDeg() == 2)
+            scheme->ModReduceInternalInPlace(ct, 1);
+        ct = ReduceModulo(ct);
+    }
+    else {
+        // Step 8 (full packing): real and imaginary parts reduced apart; X^(3N/2) and X^(N/2) multiply by
+        // -i and i, moving the imaginary part to the real axis and back.
+        const uint32_t slots = slots_;
+        ct = cc_->EvalAdd(input, conjugate);
+        auto imaginary = cc_->EvalSub(input, conjugate);
+        scheme->MultByMonomialInPlace(imaginary, 3 * slots);
+        if (ct->GetNoiseScaleDeg() == 2) {
+            scheme->ModReduceInternalInPlace(ct, 1);
+            scheme->ModReduceInternalInPlace(imaginary, 1);
+        }
+        ct = ReduceModulo(ct);
+        imaginary = ReduceModulo(imaginary);
+        scheme->MultByMonomialInPlace(imaginary, slots);
+        cc_->EvalAddInPlaceNoCheck(ct, imaginary);
+    }
+    // Step 11: undo the 2^-deg of the normalisation.
+    scheme->MultByIntegerInPlace(ct, uint64_t{1} << modulus_excess_bits(cc_));
+    scheme->ModReduceInternalInPlace(ct, 1);
+    return ct;
+}
+
+Ciphertext<DCRTPoly> StreamedBootstrap::Finish(const Ciphertext<DCRTPoly>& input, const KeyMap& special) const {
+    const auto scheme = cc_->GetScheme();
+    auto ct = input->Clone();
+    // Step 13-14: a sparse vector's copies summed once more, then the correction scaled back.
+    if (slots_ < cc_->GetCyclotomicOrder() / 4)
+        cc_->EvalAddInPlace(ct, scheme->EvalAtIndex(ct, slots_, special));
+    scheme->MultByIntegerInPlace(ct, uint64_t{1} << (correction_factor_ - modulus_excess_bits(cc_)));
+    return ct;
+}
+
+}  // namespace resnet_fhe

@@ -1,0 +1,197 @@
+"""How the OpenFHE backend bootstraps: OpenFHE's own EvalBootstrap (the wheel), or resnet-fhe's streamed
+bootstrap (the native build, resnet_fhe._native.StreamedBootstrap), which holds one stage's rotation keys
+at a time instead of every bootstrap key for the whole call.
+
+The streamed bootstrap runs in stages: Begin (modulus raising), the CoeffsToSlots levels, EvalMod, the
+SlotsToCoeffs levels, Finish. Each level's keys come from a StageKeys source just before the level and are
+dropped after it; only the special keys (conjugation, sparse-secret switching, partial sums) stay for the
+whole bootstrap. Key sources: in memory (tests, one-process runs: MemoryStageKeys) or the key store's
+per-stage files (the server: resnet_fhe.runtime.server).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from resnet_fhe.errors import PlanError
+from resnet_fhe.plan.params import CkksParameters
+
+
+class StageKeys(Protocol):
+    """Where a streamed bootstrap's keys come from, per slot count."""
+
+    def special(self, slots: int) -> object:
+        """The keys every stage of a bootstrap at `slots` may use (held for the whole bootstrap)."""
+
+    def stage(self, slots: int, stage: int) -> object:
+        """One stage's rotation keys: the caller drops them after the stage."""
+
+
+class OpenFHEBootstrap:
+    """OpenFHE's EvalBootstrap: every bootstrap key in the context's key table for the whole call
+    (openfhe_backend.setup_bootstrap and the bootstrap keys must be loaded first)."""
+
+    def __init__(self, context):
+        self.cc = context
+        self.conjugation = context.GetCyclotomicOrder() - 1
+
+    def bootstrap_many(self, cts: list[object]) -> list[object]:
+        return [self.cc.EvalBootstrap(ct) for ct in cts]
+
+    def conjugate(self, ct: object) -> object:
+        """conj(ct), with the bootstrap keys' own conjugation key."""
+        keys = self.cc.GetEvalAutomorphismKeyMap(ct.GetKeyTag())
+        return self.cc.EvalAutomorphism(ct, self.conjugation, keys)
+
+
+class StreamedBootstrap:
+    """resnet-fhe's bootstrap on the native build: one stage's rotation keys resident at a time, and with
+    `stream_transforms` one stage's encoded diagonals too (written to a temporary folder by `prepare`,
+    read back stage by stage: about 1 GB resident at N = 2^16 instead of 5 GB, for a second or two of
+    reading per bootstrap).
+
+    `prepare(slots)` encodes that slot count's transforms (seconds) and `release` drops them; a bootstrap
+    at a slot count not prepared prepares it first."""
+
+    def __init__(self, context, params: CkksParameters, keys: StageKeys, stream_transforms: bool = True):
+        self.cc, self.params, self.keys = context, params, keys
+        self.stream_transforms = stream_transforms
+        self.conjugation = context.GetCyclotomicOrder() - 1
+        self._prepared: dict[int, tuple[object, list]] = {}  # slots -> (transforms, diagonals or paths)
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    def prepare(self, slots: int) -> None:
+        if slots in self._prepared:
+            return
+        from resnet_fhe.backends.openfhe_backend import fhe_library
+
+        fhe = fhe_library("native")
+        transforms = new_streamed_bootstrap(self.cc, self.params, slots)
+        stages = []
+        for stage in range(transforms.stage_count):
+            diagonals = transforms.EncodeStage(stage)
+            if self.stream_transforms:
+                if self._folder is None:
+                    self._folder = tempfile.TemporaryDirectory(prefix="resnet-fhe-transforms-")
+                path = Path(self._folder.name) / f"{slots}-stage-{stage}.bin"
+                if not fhe.SerializeStageDiagonals(str(path), diagonals):
+                    raise OSError(f"could not write the encoded transforms to {path}")
+                diagonals = path
+            stages.append(diagonals)
+        self._prepared[slots] = (transforms, stages)
+
+    def release(self, slots: int | None = None) -> None:
+        """Drops the encoded transforms of `slots` (of every slot count when None)."""
+        for key in list(self._prepared) if slots is None else [slots]:
+            _, stages = self._prepared.pop(key, (None, []))
+            for stage in stages:
+                if isinstance(stage, Path):
+                    stage.unlink(missing_ok=True)
+
+    def _diagonals(self, stored) -> object:
+        if not isinstance(stored, Path):
+            return stored
+        from resnet_fhe.backends.openfhe_backend import fhe_library
+
+        return fhe_library("native").DeserializeStageDiagonals(str(stored))
+
+    def bootstrap_many(self, cts: list[object]) -> list[object]:
+        """Every ciphertext refreshed, stage by stage across all of them: each stage's keys (and streamed
+        diagonals) are read once per call, however many ciphertexts (of one slot count) it refreshes."""
+        if not cts:
+            return []
+        slots = cts[0].GetSlots()
+        if any(ct.GetSlots() != slots for ct in cts):
+            raise PlanError("one streamed bootstrap call refreshes ciphertexts of one slot count")
+        self.prepare(slots)
+        transforms, stages = self._prepared[slots]
+        special = self.keys.special(slots)
+        cts = [transforms.Begin(ct, special) for ct in cts]
+        for stage, stored in enumerate(stages):
+            if stage > 0 and transforms.IsCoeffsToSlots(stage - 1) and not transforms.IsCoeffsToSlots(stage):
+                cts = [transforms.EvalMod(ct, special) for ct in cts]
+            keys, diagonals = self.keys.stage(slots, stage), self._diagonals(stored)
+            cts = [transforms.ApplyStage(stage, ct, keys, diagonals) for ct in cts]
+            del keys, diagonals  # freed here, before the next stage's are read
+        return [transforms.Finish(ct, special) for ct in cts]
+
+    def conjugate(self, ct: object) -> object:
+        """conj(ct), with the special keys' conjugation key."""
+        return self.cc.EvalAutomorphism(ct, self.conjugation, self.keys.special(ct.GetSlots()))
+
+
+def new_streamed_bootstrap(context, params: CkksParameters, slots: int):
+    """The native StreamedBootstrap of a preset at `slots`: its stages, key generation and evaluation."""
+    from resnet_fhe.backends.openfhe_backend import fhe_library
+
+    return fhe_library("native").StreamedBootstrap(context, list(params.level_budget), list(params.bootstrap_dim1),
+                                                   slots, params.bootstrap_correction_factor)
+
+
+class MemoryStageKeys:
+    """Every streamed-bootstrap key of the given slot counts, generated and held in memory (tests and
+    one-process runs; a server streams them from its key store instead)."""
+
+    def __init__(self, context, params: CkksParameters, secret_key, slot_counts: list[int]):
+        self._special, self._stages = {}, {}
+        for slots in slot_counts:
+            transforms = new_streamed_bootstrap(context, params, slots)
+            self._special[slots] = transforms.GenerateSpecialKeys(secret_key)
+            self._stages[slots] = [transforms.GenerateStageKeys(secret_key, stage)
+                                   for stage in range(transforms.stage_count)]
+
+    def special(self, slots: int) -> object:
+        return self._special[slots]
+
+    def stage(self, slots: int, stage: int) -> object:
+        return self._stages[slots][stage]
+
+
+def stage_key_files(stage_count: int) -> list[str]:
+    """The file names of one slot count's streamed bootstrap keys, in a folder of their own."""
+    return ["special.bin"] + [f"stage-{stage}.bin" for stage in range(stage_count)]
+
+
+def write_stage_keys(context, params: CkksParameters, secret_key, slots: int, folder: Path) -> list[str]:
+    """Makes and writes one slot count's streamed bootstrap keys, one stage at a time (so the peak is one
+    stage's keys), into `folder`; returns the file names. The context's key table must hold no
+    automorphism keys of the secret key (OpenFHE skips rotations it already has a key for)."""
+    from resnet_fhe.backends.openfhe_backend import fhe_library
+
+    fhe = fhe_library("native")
+    transforms = new_streamed_bootstrap(context, params, slots)
+    names = stage_key_files(transforms.stage_count)
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = fhe.SerializeKeyMap(str(folder / names[0]), transforms.GenerateSpecialKeys(secret_key))
+    for stage, name in enumerate(names[1:]):
+        ok &= fhe.SerializeKeyMap(str(folder / name), transforms.GenerateStageKeys(secret_key, stage))
+    if not ok:
+        raise OSError(f"writing the bootstrap keys under {folder} failed")
+    return names
+
+
+class FileStageKeys:
+    """Streamed bootstrap keys read from files as the bootstrap needs them: `path(slots, name)` gives a
+    file's path (the server checks it against the key store's manifest there). The special keys of a slot
+    count stay loaded until release(); a stage's keys are read for every bootstrap and dropped after it."""
+
+    def __init__(self, path: Callable[[int, str], Path]):
+        from resnet_fhe.backends.openfhe_backend import fhe_library
+
+        self._fhe = fhe_library("native")
+        self._path = path
+        self._special: dict[int, object] = {}
+
+    def special(self, slots: int) -> object:
+        if slots not in self._special:
+            self._special[slots] = self._fhe.DeserializeKeyMap(str(self._path(slots, "special.bin")))
+        return self._special[slots]
+
+    def stage(self, slots: int, stage: int) -> object:
+        return self._fhe.DeserializeKeyMap(str(self._path(slots, f"stage-{stage}.bin")))
+
+    def release(self) -> None:
+        self._special.clear()
