@@ -184,6 +184,20 @@ std::pair<T, bool> deserialize_object(const std::string& path, SerialFormat) {
     return {object, ok};
 }
 
+// One of resnet-fhe's own objects (a stage's keys or diagonals) from a file, or a ValueError naming it.
+template <typename T>
+std::shared_ptr<T> read_object(const std::string& path, const std::string& what) {
+    auto object = std::make_shared<T>();
+    bool ok;
+    {
+        py::gil_scoped_release release;
+        ok = Serial::DeserializeFromFile(path, *object, SerType::BINARY);
+    }
+    if (!ok)
+        throw py::value_error("could not read " + what + " from " + path);
+    return object;
+}
+
 // The key caches (relinearisation and automorphism keys) through a file: what OpenFHE's static
 // Serialize/DeserializeEval*Key functions do on streams.
 template <typename Write>
@@ -357,19 +371,10 @@ void bind_streamed_bootstrap(py::module_& m) {
     py::class_<StageDiagonals, std::shared_ptr<StageDiagonals>>(m, "StageDiagonals", py::module_local())
         .def("__len__", [](const StageDiagonals& self) { return self.diagonals.size(); });
     m.def("SerializeStageDiagonals", [](const std::string& path, const StageDiagonals& diagonals) {
-        py::gil_scoped_release release;
-        return Serial::SerializeToFile(path, diagonals, SerType::BINARY);
+        return serialize_object(path, diagonals, SerialFormat::BINARY);
     });
     m.def("DeserializeStageDiagonals", [](const std::string& path) {
-        auto diagonals = std::make_shared<StageDiagonals>();
-        bool ok;
-        {
-            py::gil_scoped_release release;
-            ok = Serial::DeserializeFromFile(path, *diagonals, SerType::BINARY);
-        }
-        if (!ok)
-            throw py::value_error("DeserializeStageDiagonals: could not read stage diagonals from " + path);
-        return diagonals;
+        return read_object<StageDiagonals>(path, "stage diagonals");
     });
     py::class_<StreamedBootstrap>(m, "StreamedBootstrap", py::module_local())
         .def(py::init<const ContextPtr&, std::vector<uint32_t>, std::vector<uint32_t>, uint32_t, uint32_t>(),
@@ -401,19 +406,10 @@ void bind_streamed_bootstrap(py::module_& m) {
         }, Release());
     // A key map as one file (OpenFHE's binary serialization of the map itself).
     m.def("SerializeKeyMap", [](const std::string& path, const AutomorphismKeys& keys) {
-        py::gil_scoped_release release;
-        return Serial::SerializeToFile(path, *keys.keys, SerType::BINARY);
+        return serialize_object(path, *keys.keys, SerialFormat::BINARY);
     });
     m.def("DeserializeKeyMap", [](const std::string& path) {
-        auto keys = std::make_shared<KeyMap>();
-        bool ok;
-        {
-            py::gil_scoped_release release;
-            ok = Serial::DeserializeFromFile(path, *keys, SerType::BINARY);
-        }
-        if (!ok)
-            throw py::value_error("DeserializeKeyMap: could not read a key map from " + path);
-        return AutomorphismKeys{keys};
+        return AutomorphismKeys{read_object<KeyMap>(path, "a key map")};
     });
 }
 
