@@ -20,13 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from resnet_fhe.plan.params import pair_arg
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["openfhe", "native"], default="openfhe")
     parser.add_argument("--preset", default="default-128")
     parser.add_argument("--slots", type=int, default=16384)
-    parser.add_argument("--dim1", default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps, e.g. 8,4")
+    parser.add_argument("--dim1", type=pair_arg, default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps, e.g. 8,4")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -43,20 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         params = load_preset(args.preset)
         if args.slots < 1 or args.slots > params.max_slots or args.slots & (args.slots - 1):
             raise ResnetFheError(f"--slots must be a power of two up to {params.max_slots}")
-        dim1 = None if args.dim1 is None else tuple(int(v) for v in args.dim1.split(","))
-        if dim1 is not None and (len(dim1) != 2 or min(dim1) < 0):
-            raise ResnetFheError(f"--dim1 takes two non-negative integers like 8,4, not {args.dim1!r}")
-    except ValueError:
-        print(f"error: --dim1 takes two non-negative integers like 8,4, not {args.dim1!r}", file=sys.stderr)
-        return 2
+        if args.dim1 is not None:
+            params = dataclasses.replace(params, bootstrap_dim1=args.dim1)
     except ResnetFheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     context = build_context(params, library=args.backend)
     keys = context.KeyGen()
-    if dim1 is not None:
-        params = dataclasses.replace(params, bootstrap_dim1=dim1)
     setup_bootstrap(context, params, args.slots, precompute=False)  # keys only, as a client makes them
     context.EvalBootstrapKeyGen(keys.secretKey, args.slots)
     seconds = time.perf_counter() - started

@@ -41,15 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pair(text: str) -> tuple[int, int]:
-    try:
-        first, second = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two integers like 3,3, got {text!r}") from None
-    if first < 0 or second < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    return first, second
+from resnet_fhe.plan.params import pair_arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="default-128")
     parser.add_argument("--slots", type=int, default=16384)
     parser.add_argument("--repeats", type=int, default=2, help="bootstraps of fresh random vectors")
-    parser.add_argument("--dim1", type=_pair, default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps")
-    parser.add_argument("--level-budget", type=_pair, default=None, help="CoeffsToSlots,SlotsToCoeffs levels")
+    parser.add_argument("--dim1", type=pair_arg, default=None, help="CoeffsToSlots,SlotsToCoeffs baby steps")
+    parser.add_argument("--level-budget", type=pair_arg, default=None, help="CoeffsToSlots,SlotsToCoeffs levels")
     parser.add_argument("--correction-factor", type=int, default=None, help="0: OpenFHE's choice")
     parser.add_argument("--complex-pair", action="store_true",
                         help="bootstrap two real vectors as one complex ciphertext a + ib, then split them")

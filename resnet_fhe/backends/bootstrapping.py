@@ -150,9 +150,12 @@ class MemoryStageKeys:
         return self._stages[slots][stage]
 
 
-def stage_key_files(stage_count: int) -> list[str]:
-    """The file names of one slot count's streamed bootstrap keys, in a folder of their own."""
-    return ["special.bin"] + [f"stage-{stage}.bin" for stage in range(stage_count)]
+# One slot count's streamed bootstrap keys, in a folder of their own: the special keys and one file per stage.
+SPECIAL_KEYS_FILE = "special.bin"
+
+
+def stage_keys_file(stage: int) -> str:
+    return f"stage-{stage}.bin"
 
 
 def write_stage_keys(context, params: CkksParameters, secret_key, slots: int, folder: Path) -> list[str]:
@@ -163,7 +166,7 @@ def write_stage_keys(context, params: CkksParameters, secret_key, slots: int, fo
 
     fhe = fhe_library("native")
     transforms = new_streamed_bootstrap(context, params, slots)
-    names = stage_key_files(transforms.stage_count)
+    names = [SPECIAL_KEYS_FILE] + [stage_keys_file(stage) for stage in range(transforms.stage_count)]
     folder.mkdir(parents=True, exist_ok=True)
     ok = fhe.SerializeKeyMap(str(folder / names[0]), transforms.GenerateSpecialKeys(secret_key))
     for stage, name in enumerate(names[1:]):
@@ -187,11 +190,11 @@ class FileStageKeys:
 
     def special(self, slots: int) -> object:
         if slots not in self._special:
-            self._special[slots] = self._fhe.DeserializeKeyMap(str(self._path(slots, "special.bin")))
+            self._special[slots] = self._fhe.DeserializeKeyMap(str(self._path(slots, SPECIAL_KEYS_FILE)))
         return self._special[slots]
 
     def stage(self, slots: int, stage: int) -> object:
-        return self._fhe.DeserializeKeyMap(str(self._path(slots, f"stage-{stage}.bin")))
+        return self._fhe.DeserializeKeyMap(str(self._path(slots, stage_keys_file(stage))))
 
     def release(self) -> None:
         self._special.clear()

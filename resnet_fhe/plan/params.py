@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,6 +11,18 @@ from resnet_fhe.errors import PlanError
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "circuits" / "presets"
 SECURE_LEVELS = ("HEStd_128_classic", "HEStd_192_classic", "HEStd_256_classic")
+
+
+def pair_arg(text: str) -> tuple[int, int]:
+    """argparse type of the pairs a preset holds (level_budget, bootstrap_dim1) written `a,b` on a
+    command line: two non-negative integers, refused as the command line is read."""
+    try:
+        first, second = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two integers like 3,3, got {text!r}") from None
+    if first < 0 or second < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return first, second
 
 
 @dataclass(frozen=True)
