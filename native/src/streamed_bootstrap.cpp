@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -159,7 +158,7 @@ void StreamedBootstrap::AddStages(const ckks_boot_params& p, bool coeffs_to_slot
         const uint32_t rotations = is_remainder ? p.numRotationsRem : p.numRotations;
         const int64_t offset = static_cast<int64_t>((rotations + 1) / 2) - 1;
         const uint32_t towers = first_towers - static_cast<uint32_t>(stages_.size() - (coeffs_to_slots ? 0 : encode_params_.lvlb));
-        FftStage level{coeffs_to_slots, s, towers, rotations, {}, {}};
+        FftStage level{coeffs_to_slots, s, towers, rotations, {}, {}, 0};
         for (uint32_t j = 0; j < g; ++j) {
             const int64_t amount = scale * (static_cast<int64_t>(j) - offset);
             level.baby.push_back(static_cast<int32_t>(ReduceRotation(static_cast<int32_t>(amount),
@@ -168,6 +167,7 @@ void StreamedBootstrap::AddStages(const ckks_boot_params& p, bool coeffs_to_slot
         for (uint32_t i = 0; i < b; ++i)
             level.giant.push_back(static_cast<int32_t>(
                 ReduceRotation(static_cast<int32_t>(scale * g * i), static_cast<uint32_t>(half_ring))));
+        level.giant_step = b > 1 ? level.giant[1] : 0;
         stages_.push_back(std::move(level));
     };
     if (coeffs_to_slots) {
@@ -193,7 +193,7 @@ const FftStage& StreamedBootstrap::Stage(uint32_t k) const {
 std::vector<int32_t> StreamedBootstrap::StageRotations(uint32_t k) const {
     const auto& stage = Stage(k);
     std::set<int32_t> amounts(stage.baby.begin(), stage.baby.end());
-    amounts.insert(stage.giant.begin(), stage.giant.end());
+    amounts.insert(stage.giant_step);
     amounts.erase(0);
     return {amounts.begin(), amounts.end()};
 }
@@ -360,8 +360,6 @@ Ciphertext<DCRTPoly> StreamedBootstrap::ApplyStage(uint32_t k, const Ciphertext<
                                         " lacks the key for rotation " + std::to_string(rotation));
     }
     const auto scheme = cc_->GetScheme();
-    const uint32_t ring = cc_->GetRingDimension();
-    const uint32_t order = cc_->GetCyclotomicOrder();
 
     // Every level but a transform's first starts from the previous level's unrescaled product.
     auto ct = input->Clone();
@@ -383,25 +381,12 @@ Ciphertext<DCRTPoly> StreamedBootstrap::ApplyStage(uint32_t k, const Ciphertext<
                                        : scheme->EvalFastRotationExt(ct, static_cast<uint32_t>(stage.baby[j]),
                                                                      digits, true, keys);
 
-    // c0 of every partial sum is collected in Q (`first`); the c1 parts stay in Q*P (`outer`) until one
-    // key switch down at the end.
-    std::optional<DCRTPoly> first;
-    Ciphertext<DCRTPoly> outer;
-    std::vector<uint32_t> permutation(ring);
-    auto add_first = [&first](DCRTPoly value) {
-        if (first)
-            *first += value;
-        else
-            first = std::move(value);
-    };
-    auto add_outer = [&outer](const Ciphertext<DCRTPoly>& value) {
-        if (outer)
-            FHECKKSRNS::EvalAddExtInPlace(outer, value);
-        else
-            outer = value;
-    };
-    for (uint32_t i = 0; i < stage.giant.size(); ++i) {
-        Ciphertext<DCRTPoly> inner;
+    // Horner from the last block down: acc = block_i + rotate(giant_step, acc), all in Q*P; one key
+    // switch down at the end.
+    Ciphertext<DCRTPoly> acc;
+    for (uint32_t i = static_cast<uint32_t>(stage.giant.size()); i-- > 0;) {
+        if (acc)
+            acc = RotateExtended(acc, stage.giant_step, keys);
         for (uint32_t j = 0; j < g; ++j) {
             const uint32_t d = i * g + j;
             if (d >= stage.diagonals)
@@ -411,30 +396,50 @@ Ciphertext<DCRTPoly> StreamedBootstrap::ApplyStage(uint32_t k, const Ciphertext<
                 element *= diagonals[d];
             term->SetNoiseScaleDeg(term->GetNoiseScaleDeg() + 1);
             term->SetScalingFactor(term->GetScalingFactor() * encoded.scaling_factor);
-            if (inner)
-                FHECKKSRNS::EvalAddExtInPlace(inner, term);
+            if (acc)
+                FHECKKSRNS::EvalAddExtInPlace(acc, term);
             else
-                inner = std::move(term);
-        }
-        if (!inner)
-            continue;
-        const int32_t giant = stage.giant[i];
-        if (giant == 0) {
-            add_first(cc_->KeySwitchDownFirstElement(inner));
-            inner->GetElements()[0].SetValuesToZero();
-            add_outer(inner);
-        }
-        else {
-            auto down = cc_->KeySwitchDown(inner);
-            const uint32_t automorphism = FindAutomorphismIndex2nComplex(giant, order);
-            PrecomputeAutoMap(ring, automorphism, &permutation);
-            add_first(down->GetElements()[0].AutomorphismTransform(automorphism, permutation));
-            const auto down_digits = cc_->EvalFastRotationPrecompute(down);
-            add_outer(scheme->EvalFastRotationExt(down, static_cast<uint32_t>(giant), down_digits, false, keys));
+                acc = std::move(term);
         }
     }
-    auto result = cc_->KeySwitchDown(outer);
-    result->GetElements()[0] += *first;
+    return cc_->KeySwitchDown(acc);
+}
+
+// rotate(amount, ct) for a ciphertext in the extended basis Q*P (P times a ciphertext of Q, as hoisted
+// rotations leave it), the result in Q*P too. c0 is only permuted, so it stays in Q*P; c1 comes down to
+// Q, is split into digits and key-switched into Q*P, then permuted with c0 (the order of OpenFHE's hoisted
+// rotations, whose keys expect it).
+Ciphertext<DCRTPoly> StreamedBootstrap::RotateExtended(const Ciphertext<DCRTPoly>& ct, int32_t amount,
+                                                       const KeyMap& keys) const {
+    const auto params = ckks_parameters(cc_);
+    const uint32_t order = cc_->GetCyclotomicOrder();
+    const uint32_t automorphism = FindAutomorphismIndex2nComplex(amount, order);
+    const auto key = keys.find(automorphism);
+    if (key == keys.end())
+        throw std::invalid_argument("StreamedBootstrap: no key for rotation " + std::to_string(amount));
+    const auto& elements = ct->GetElements();
+    const auto extended = elements[0].GetParams();
+    const uint32_t towers = static_cast<uint32_t>(extended->GetParams().size() - params->GetParamsP()->GetParams().size());
+    std::vector<NativeInteger> moduli(towers), roots(towers);
+    for (uint32_t i = 0; i < towers; ++i) {
+        moduli[i] = extended->GetParams()[i]->GetModulus();
+        roots[i] = extended->GetParams()[i]->GetRootOfUnity();
+    }
+    const auto base = std::make_shared<DCRTPoly::Params>(extended->GetCyclotomicOrder(), moduli, roots);
+    const DCRTPoly c1 = elements[1].ApproxModDown(
+        base, params->GetParamsP(), params->GetPInvModq(), params->GetPInvModqPrecon(), params->GetPHatInvModp(),
+        params->GetPHatInvModpPrecon(), params->GetPHatModq(), params->GetModqBarrettMu(), params->GettInvModp(),
+        params->GettInvModpPrecon(), params->GetNoiseScale() == 1 ? 0 : params->GetPlaintextModulus(),
+        params->GettModqPrecon());
+    const auto scheme = cc_->GetScheme();
+    auto switched = *scheme->EvalFastKeySwitchCoreExt(scheme->EvalKeySwitchPrecomputeCore(c1, params), key->second, base);
+    switched[0] += elements[0];
+    std::vector<uint32_t> permutation(cc_->GetRingDimension());
+    PrecomputeAutoMap(cc_->GetRingDimension(), automorphism, &permutation);
+    for (auto& element : switched)
+        element = element.AutomorphismTransform(automorphism, permutation);
+    auto result = ct->CloneEmpty();
+    result->SetElements(std::move(switched));
     return result;
 }
 

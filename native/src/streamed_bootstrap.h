@@ -48,16 +48,20 @@ void TrimKeyToTowers(EvalKey<DCRTPoly>& key, uint32_t towers, const lbcrypto::Cr
 bool KeyServesTowers(const EvalKey<DCRTPoly>& key, uint32_t towers, const lbcrypto::CryptoParametersCKKSRNS& params);
 
 // One baby-step giant-step level of the homomorphic DFT: the result is
-//   sum_i rotate(giant[i], sum_j diagonal[g*i + j] * rotate(baby[j], input)),
-// with the baby rotations hoisted (one digit decomposition) and the sums kept in the extended basis Q*P
-// until one key-switch-down per level.
+//   sum_i rotate(giant[i], block_i),  block_i = sum_j diagonal[g*i + j] * rotate(baby[j], input),
+// with giant[i] = i * giant_step. The baby rotations are hoisted (one digit decomposition); the giant
+// ones run in Horner form, block_0 + rotate(t, block_1 + rotate(t, block_2 + ...)), so the level needs
+// one giant-step key instead of one per block: a stage's keys (what a streamed bootstrap reads from disk
+// per stage) are the baby steps' and one more. The same number of key switches either way; the sums stay
+// in the extended basis Q*P throughout, and each Horner rotation brings only the c1 part down to Q.
 struct FftStage {
     bool coeffs_to_slots;             // a CoeffsToSlots level (before EvalMod), else SlotsToCoeffs
     uint32_t level;                   // the level's index s in its transform's FFT factorisation
     uint32_t towers;                  // RNS towers (of Q) of the ciphertext the diagonals multiply
     uint32_t diagonals;               // diagonals encoded for the level (g * giant.size() - 1)
     std::vector<int32_t> baby;        // rotations hoisted inside the level (g of them)
-    std::vector<int32_t> giant;       // rotations of the partial sums
+    std::vector<int32_t> giant;       // each block's total rotation, i * giant_step (modulo N/2)
+    int32_t giant_step;               // the one giant rotation (0 when the level has one block)
 };
 
 // One stage's encoded diagonals (extended basis Q*P at the stage's towers, evaluation form) and their
@@ -121,6 +125,7 @@ private:
 
     void AddStages(const lbcrypto::ckks_boot_params& params, bool coeffs_to_slots, uint32_t first_towers);
     Ciphertext<DCRTPoly> ReduceModulo(const Ciphertext<DCRTPoly>& input) const;
+    Ciphertext<DCRTPoly> RotateExtended(const Ciphertext<DCRTPoly>& ct, int32_t amount, const KeyMap& keys) const;
 };
 
 }  // namespace resnet_fhe

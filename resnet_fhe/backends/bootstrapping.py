@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -56,9 +57,11 @@ class StreamedBootstrap:
     `prepare(slots)` encodes that slot count's transforms (seconds) and `release` drops them; a bootstrap
     at a slot count not prepared prepares it first."""
 
-    def __init__(self, context, params: CkksParameters, keys: StageKeys, stream_transforms: bool = True):
+    def __init__(self, context, params: CkksParameters, keys: StageKeys, stream_transforms: bool = True,
+                 read_ahead: bool = True):
         self.cc, self.params, self.keys = context, params, keys
         self.stream_transforms = stream_transforms
+        self.read_ahead = read_ahead
         self.conjugation = context.GetCyclotomicOrder() - 1
         self._prepared: dict[int, tuple[object, list]] = {}  # slots -> (transforms, diagonals or paths)
         self._folder: tempfile.TemporaryDirectory | None = None
@@ -109,13 +112,22 @@ class StreamedBootstrap:
         self.prepare(slots)
         transforms, stages = self._prepared[slots]
         special = self.keys.special(slots)
-        cts = [transforms.Begin(ct, special) for ct in cts]
-        for stage, stored in enumerate(stages):
-            if stage > 0 and transforms.IsCoeffsToSlots(stage - 1) and not transforms.IsCoeffsToSlots(stage):
-                cts = [transforms.EvalMod(ct, special) for ct in cts]
-            keys, diagonals = self.keys.stage(slots, stage), self._diagonals(stored)
-            cts = [transforms.ApplyStage(stage, ct, keys, diagonals) for ct in cts]
-            del keys, diagonals  # freed here, before the next stage's are read
+
+        def read(stage: int) -> tuple[object, object]:
+            return self.keys.stage(slots, stage), self._diagonals(stages[stage])
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-reader") as reader:
+            # With read_ahead, stage k + 1's keys and diagonals are read (the extension releases the GIL)
+            # while stage k computes: two stages resident instead of one, the reading off the critical path.
+            pending = reader.submit(read, 0) if self.read_ahead else None
+            cts = [transforms.Begin(ct, special) for ct in cts]
+            for stage in range(len(stages)):
+                if stage > 0 and transforms.IsCoeffsToSlots(stage - 1) and not transforms.IsCoeffsToSlots(stage):
+                    cts = [transforms.EvalMod(ct, special) for ct in cts]
+                keys, diagonals = pending.result() if pending is not None else read(stage)
+                pending = reader.submit(read, stage + 1) if self.read_ahead and stage + 1 < len(stages) else None
+                cts = [transforms.ApplyStage(stage, ct, keys, diagonals) for ct in cts]
+                del keys, diagonals  # freed here, before the stage after next is read
         return [transforms.Finish(ct, special) for ct in cts]
 
     def conjugate(self, ct: object) -> object:
