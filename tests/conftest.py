@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resnet_fhe.data import default_data_dir
-from tests.helpers import native_library
+from tests.helpers import native_library, wheel_library
 
 
 @pytest.fixture(scope="session")
@@ -21,4 +21,6 @@ def library(request):
     """Each OpenFHE binding the backend runs on: the wheel and the native build (`make native`)."""
     if request.param == "native":
         native_library()
+    else:
+        wheel_library()
     return request.param

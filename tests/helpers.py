@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -76,3 +77,15 @@ def native_library():
         if os.environ.get("RESNET_FHE_REQUIRE_NATIVE") == "1":
             pytest.fail(f"make test built the native extension, but it does not load: {exc}")
         pytest.skip(str(exc))
+
+
+def wheel_library():
+    """The openfhe wheel, or a skip where it cannot exist (it is built for CPython 3.10 on Linux x86_64
+    only; the native build's tests also run under other Pythons, without it)."""
+    import importlib.util
+
+    if sys.version_info[:2] == (3, 10) or importlib.util.find_spec("openfhe") is not None:
+        from resnet_fhe.backends.openfhe_backend import fhe_library
+
+        return fhe_library("openfhe")  # where it should exist, a broken install fails rather than skips
+    pytest.skip(f"no openfhe wheel for CPython {sys.version_info.major}.{sys.version_info.minor}")

@@ -2,6 +2,7 @@
 wheel. The backend's own tests run on both libraries (tests/test_openfhe_backend.py, fixture `library`);
 these check what is particular to the build."""
 
+import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from resnet_fhe.backends.openfhe_backend import build_context, fhe_library
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.params import load_preset
 from tests.helpers import native_library as native_module
+from tests.helpers import wheel_library
 
 
 def test_an_unknown_library_is_refused_with_the_choices():
@@ -41,7 +43,7 @@ def test_both_libraries_in_one_process_give_the_same_rotated_products():
     """A context of each library, used alternately in one process: same values back from each (within
     the CKKS error), so neither disturbs the other's global key tables."""
     native_module()
-    fhe_library("openfhe")
+    wheel_library()
     params = load_preset("toy-insecure")
     values = np.random.default_rng(3).uniform(-1, 1, 64)
     results = []
@@ -63,7 +65,8 @@ def test_both_libraries_in_one_process_give_the_same_rotated_products():
 def test_a_key_store_names_its_library_and_a_foreign_one_is_refused():
     from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library
 
-    assert key_store_library({}) is fhe_library("openfhe")  # stores from before the field: the wheel's
+    wheel = wheel_library()
+    assert key_store_library({}) is wheel  # stores from before the field: the wheel's
     with pytest.raises(KeyStoreError, match="'gpu' OpenFHE library"):
         key_store_library({"library": "gpu"})
 
@@ -86,9 +89,10 @@ def test_a_local_deployment_on_the_native_library_keeps_a_store_of_its_own(tmp_p
     assert json.loads((run.store / "server" / "manifest.json").read_text())["library"] == "native"
     expected = SimulatorBackend(plan).run(images / 255.0)
     assert np.max(np.abs(run.logits - expected)) < 0.02 * max(1.0, np.max(np.abs(expected)))
-    assert not local.LocalDeployment(plan, threads=1, insecure=True).has_keys()  # the wheel's store is another
-    with pytest.raises(local.KeyStoreError, match="'native' OpenFHE library"):  # named, it is never replaced
-        local.LocalDeployment(plan, store=run.store, threads=1, insecure=True).prepare_keys()
+    if importlib.util.find_spec("openfhe") is not None:  # where the wheel exists too
+        assert not local.LocalDeployment(plan, threads=1, insecure=True).has_keys()  # its store is another
+        with pytest.raises(local.KeyStoreError, match="'native' OpenFHE library"):
+            local.LocalDeployment(plan, store=run.store, threads=1, insecure=True).prepare_keys()
     assert (run.store / "server" / "manifest.json").is_file()
     # Its bootstrap keys are per-stage files; a native store of OpenFHE's bootstrap keys (made by an
     # earlier version) is refused before any work, with what to do.
@@ -188,38 +192,53 @@ def test_streamed_keys_and_transforms_from_files_give_what_memory_gives(tmp_path
     assert not list(Path(from_files._folder.name).iterdir())  # the encoded transforms' files are gone
 
 
-def test_stage_keys_are_refused_when_the_context_already_holds_one():
-    """OpenFHE skips rotations the context's key table already has for the secret key: a stage's map
-    would silently lack that key, so making it is refused."""
+def test_special_keys_are_refused_when_the_context_already_holds_one():
+    """OpenFHE skips rotations the context's key table already has for the secret key: the special keys'
+    map would silently lack that key, so making it is refused. (Stage keys are made by resnet-fhe's own
+    key generation, which has no such table.)"""
     native_module()
     params = load_preset("toy-insecure")
     context = build_context(params, library="native")
     keys = context.KeyGen()
     transforms = native_module().StreamedBootstrap(context, [2, 2], [0, 0], 1024, 0)
-    context.EvalRotateKeyGen(keys.secretKey, [transforms.StageRotations(0)[0]])
+    context.EvalRotateKeyGen(keys.secretKey, [transforms.SpecialRotations()[0]])
     with pytest.raises(RuntimeError, match="clear the context's automorphism keys"):
-        transforms.GenerateStageKeys(keys.secretKey, 0)
+        transforms.GenerateSpecialKeys(keys.secretKey)
+    assert len(transforms.GenerateStageKeys(keys.secretKey, 0)) == len(transforms.StageRotations(0))
     context.ClearEvalAutomorphismKeys()
 
 
-def test_a_key_trimmed_to_fewer_towers_is_refused_on_a_ciphertext_with_more():
-    """TrimEvalAutomorphismKeys keeps what a key switch at that many towers reads (the native key store
-    trims each rotation key to the levels its ops use); a ciphertext with more towers would make OpenFHE
-    read the emptied towers, so the rotation is refused with a message instead."""
-    native_module()
+def test_a_rotation_key_made_for_fewer_towers_rotates_there_and_is_refused_with_more(tmp_path):
+    """RotationKeysAtTowers makes only what a key switch at that many towers reads (the native key store
+    makes each rotation key for the levels its ops use): it rotates a ciphertext with that many towers as
+    OpenFHE's full key does, it is a fraction of the full key's bytes, and a ciphertext with more towers
+    (where OpenFHE would read towers the key lacks) is refused with a message instead."""
+    native = native_module()
     params = load_preset("toy-insecure")
     context = build_context(params, library="native")
     keys = context.KeyGen()
-    context.EvalRotateKeyGen(keys.secretKey, [3])
-    context.TrimEvalAutomorphismKeys(keys.secretKey.GetKeyTag(), 3)
+    tag = keys.secretKey.GetKeyTag()
     values = np.random.default_rng(8).uniform(-1, 1, 64)
     fresh = context.Encrypt(keys.publicKey, context.MakeCKKSPackedPlaintext(values, 1, 0, None, 64))
-    with pytest.raises(ValueError, match="fewer RNS towers"):
-        context.EvalRotate(fresh, 3)
-    low = context.Compress(fresh, 3, 1)  # three towers: what the key was trimmed to
-    rotated = context.Decrypt(context.EvalRotate(low, 3), keys.secretKey)
-    rotated.SetLength(64)
-    assert np.max(np.abs(np.array(rotated.GetRealPackedValue()) - np.roll(values, -3))) < 1e-3
+    low = context.Compress(fresh, 3, 1)  # three towers
+    sizes = {}
+    for made_at in (3, None):
+        context.ClearEvalAutomorphismKeys()
+        if made_at is None:
+            context.EvalRotateKeyGen(keys.secretKey, [3, -5])
+        else:
+            context.InsertEvalAutomorphismKey(native.RotationKeysAtTowers(keys.secretKey, [3, -5], made_at), tag)
+        for rotation in (3, -5):
+            rotated = context.Decrypt(context.EvalRotate(low, rotation), keys.secretKey)
+            rotated.SetLength(64)
+            assert np.max(np.abs(np.array(rotated.GetRealPackedValue()) - np.roll(values, -rotation))) < 1e-3
+        path = tmp_path / f"keys-{made_at}.bin"
+        assert context.SerializeEvalAutomorphismKey(str(path), native.BINARY)
+        sizes[made_at] = path.stat().st_size
+        if made_at is not None:
+            with pytest.raises(ValueError, match="fewer RNS towers"):
+                context.EvalRotate(fresh, 3)
+    assert sizes[3] < 0.6 * sizes[None]
     context.ClearEvalAutomorphismKeys()
 
 

@@ -26,7 +26,9 @@
 
 #include <fstream>
 
+#if defined(__GLIBC__)
 #include <malloc.h>
+#endif
 
 #include "ciphertext-ser.h"
 #include "cryptocontext-ser.h"
@@ -126,8 +128,8 @@ void bind_objects(py::module_& m) {
         });
 }
 
-// A rotation key trimmed to fewer towers (TrimEvalAutomorphismKeys) must never meet a ciphertext with more:
-// OpenFHE would read the emptied towers. Checked before each key switch by an automorphism key.
+// A rotation key made for fewer towers (RotationKeysAtTowers) must never meet a ciphertext with more:
+// OpenFHE would read the towers it lacks. Checked before each key switch by an automorphism key.
 void check_key_serves(const KeyMap& keys, uint32_t automorphism, const Ct& ct) {
     auto found = keys.find(automorphism);
     if (found == keys.end())
@@ -285,13 +287,6 @@ void bind_context(py::module_& m) {
             });
         })
         .def("ClearEvalAutomorphismKeys", [](const Context&) { Context::ClearEvalAutomorphismKeys(); })
-        // Trims every automorphism key of `tag` in the context's table to what a key switch at `towers` RNS
-        // towers reads (resnet_fhe::TrimKeyToTowers): for keys used only at low levels. Not in the wheel.
-        .def("TrimEvalAutomorphismKeys", [](const Context& self, const std::string& tag, uint32_t towers) {
-            const auto params = std::dynamic_pointer_cast<CryptoParametersCKKSRNS>(self.GetCryptoParameters());
-            for (auto& entry : Context::GetEvalAutomorphismKeyMap(tag))
-                resnet_fhe::TrimKeyToTowers(entry.second, towers, *params);
-        })
         // A copy of the map goes in (its keys are shared, not copied): for a tag that holds no keys yet,
         // OpenFHE keeps the map it is given, and keys loaded later would land in the caller's map.
         .def("InsertEvalAutomorphismKey", [](const Context&, const AutomorphismKeys& keys, const std::string& tag) {
@@ -406,6 +401,11 @@ void bind_streamed_bootstrap(py::module_& m) {
         .def("Finish", [](const StreamedBootstrap& self, const Ct& ct, const AutomorphismKeys& special) {
             return self.Finish(ct, *special.keys);
         }, Release());
+    // Rotation keys made for the levels that use them (streamed_bootstrap.h); not in the wheel.
+    m.def("RotationKeysAtTowers", [](const PrivateKey<DCRTPoly>& sk, const std::vector<int32_t>& rotations,
+                                     uint32_t towers) {
+        return AutomorphismKeys{resnet_fhe::RotationKeysAtTowers(sk, rotations, towers)};
+    }, py::arg("secret_key"), py::arg("rotations"), py::arg("towers"), Release());
     // A key map as one file (OpenFHE's binary serialization of the map itself).
     m.def("SerializeKeyMap", [](const std::string& path, const AutomorphismKeys& keys) {
         return serialize_object(path, *keys.keys, SerialFormat::BINARY);
@@ -418,13 +418,15 @@ void bind_streamed_bootstrap(py::module_& m) {
 // glibc serves each allocation above its mmap threshold (128 KiB at first) with a fresh mmap, and a
 // 65,536-coefficient RNS tower is 512 KiB: every ciphertext temporary then costs page faults on first
 // touch and a munmap on free. With mmap off and automatic trimming off, freed towers stay in the heap and
-// are reused at once: on the default preset this alone took a streamed bootstrap from 35 s to 24 s and a
-// plaintext product from 27 ms to 8 ms (bench/results/native-2026-12-01b/). OpenFHE 1.6 sets the same two
-// options when its library loads; 1.5.1 does not. The heap is still returned to the system where the
-// runtime asks for it (resnet_fhe.runtime.heap.release_freed_memory calls malloc_trim at phase ends).
+// are reused at once: on the default preset this alone took one streamed bootstrap (measured alone) from
+// 35 s to 24 s and a plaintext product from 27 ms to 8 ms (bench/results/native-2026-12-01b/). OpenFHE
+// 1.6 sets the same two options when its library loads; 1.5.1 does not. The heap is still returned to
+// the system where the runtime asks for it (resnet_fhe.runtime.heap.release_freed_memory, malloc_trim).
 void keep_freed_memory_for_reuse() {
+#if defined(__GLIBC__)  // other C libraries (macOS) allocate their own way
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, -1);
+#endif
 }
 
 }  // namespace

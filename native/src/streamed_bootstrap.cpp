@@ -68,22 +68,97 @@ uint32_t digits_at(uint32_t towers, const CryptoParametersCKKSRNS& params) {
 
 }  // namespace
 
-void TrimKeyToTowers(EvalKey<DCRTPoly>& key, uint32_t towers, const CryptoParametersCKKSRNS& params) {
-    const uint32_t all_towers = params.GetElementParams()->GetParams().size();
+// A hybrid key-switching key from s_old to s_new made at `towers` Q towers only: for each digit d of
+// the first digits_at(towers), b_d = -a_d s_new + e_d + [P s_old on d's towers], a_d uniform and e_d
+// Gaussian over q_0..q_(towers-1), p_0..p_(K-1). A full key's towers restricted to these have exactly this
+// distribution; the rest are never made (OpenFHE's EvalAtIndexKeyGen makes every tower and digit: for a
+// key used at 3 of 35 towers over 90 % of that work and of its bytes would be thrown away). The Q towers
+// from `towers` on are left empty rather than removed, so the P towers keep the indices OpenFHE reads them
+// at (keyswitch-hybrid.cpp, EvalFastKeySwitchCoreExt: tower i or i + L0 - towers).
+EvalKey<DCRTPoly> KeySwitchKeyAtTowers(const DCRTPoly& s_old, const DCRTPoly& s_new, uint32_t towers,
+                                       const CryptoContext<DCRTPoly>& cc) {
+    const auto params = ckks_parameters(cc);
+    const auto& q = params->GetElementParams()->GetParams();
+    const auto& p = params->GetParamsP()->GetParams();
+    const auto full = params->GetParamsQP();
+    const uint32_t all_towers = static_cast<uint32_t>(q.size());
     if (towers == 0 || towers > all_towers)
-        throw std::invalid_argument("TrimKeyToTowers: towers must be 1 to " + std::to_string(all_towers));
-    const uint32_t digits = digits_at(towers, params);
-    auto trim = [&](std::vector<DCRTPoly> parts) {
-        parts.resize(std::min<size_t>(digits, parts.size()));
-        for (auto& part : parts) {
-            auto& polys = part.GetAllElements();
-            for (uint32_t i = towers; i < all_towers && i < polys.size(); ++i)
-                polys[i] = DCRTPoly::PolyType();
+        throw std::invalid_argument("KeySwitchKeyAtTowers: towers must be 1 to " + std::to_string(all_towers));
+    std::vector<NativeInteger> moduli, roots;
+    for (uint32_t i = 0; i < towers; ++i) {
+        moduli.push_back(q[i]->GetModulus());
+        roots.push_back(q[i]->GetRootOfUnity());
+    }
+    for (const auto& tower : p) {
+        moduli.push_back(tower->GetModulus());
+        roots.push_back(tower->GetRootOfUnity());
+    }
+    const auto reduced = std::make_shared<DCRTPoly::Params>(full->GetCyclotomicOrder(), moduli, roots);
+    const uint32_t size = static_cast<uint32_t>(moduli.size());
+    // s_new in the reduced basis: its own Q towers, and its P towers from tower 0's small coefficients.
+    DCRTPoly s_new_ext(reduced, Format::EVALUATION, true);
+    auto s_new_0 = s_new.GetElementAtIndex(0);
+    s_new_0.SetFormat(Format::COEFFICIENT);
+    for (uint32_t i = 0; i < size; ++i) {
+        auto tower = i < towers ? s_new.GetElementAtIndex(i) : s_new_0;
+        if (i >= towers)
+            tower.SwitchModulus(moduli[i], roots[i], 0, 0);
+        tower.SetFormat(Format::EVALUATION);
+        s_new_ext.SetElementAtIndex(i, std::move(tower));
+    }
+    const uint32_t per_digit = params->GetNumPerPartQ();
+    const uint32_t digits = digits_at(towers, *params);
+    const auto noise_scale = params->GetNoiseScale();
+    const auto& p_mod_q = params->GetPModq();
+    DCRTPoly::DugType uniform;
+    auto gaussian = params->GetDiscreteGaussianGenerator();
+    std::vector<DCRTPoly> a_parts(digits), b_parts(digits);
+    for (uint32_t d = 0; d < digits; ++d) {
+        DCRTPoly a(uniform, reduced, Format::EVALUATION);
+        DCRTPoly e(gaussian, reduced, Format::EVALUATION);
+        DCRTPoly a_full(full, Format::EVALUATION, false), b_full(full, Format::EVALUATION, false);
+        for (uint32_t i = 0; i < size; ++i) {
+            const auto& a_i = a.GetElementAtIndex(i);
+            auto b_i = (-a_i * s_new_ext.GetElementAtIndex(i)) + (noise_scale * e.GetElementAtIndex(i));
+            if (i < towers && i >= d * per_digit && i < (d + 1) * per_digit)
+                b_i += p_mod_q[i] * s_old.GetElementAtIndex(i);
+            const uint32_t index = i < towers ? i : all_towers + (i - towers);  // P towers after all of Q's
+            a_full.SetElementAtIndex(index, a_i);
+            b_full.SetElementAtIndex(index, std::move(b_i));
         }
-        return parts;
-    };
-    key->SetAVector(trim(key->GetAVector()));
-    key->SetBVector(trim(key->GetBVector()));
+        a_parts[d] = std::move(a_full);
+        b_parts[d] = std::move(b_full);
+    }
+    auto key = std::make_shared<EvalKeyRelinImpl<DCRTPoly>>(cc);
+    key->SetAVector(std::move(a_parts));
+    key->SetBVector(std::move(b_parts));
+    return key;
+}
+
+std::shared_ptr<KeyMap> RotationKeysAtTowers(const PrivateKey<DCRTPoly>& sk, const std::vector<int32_t>& rotations,
+                                             uint32_t towers) {
+    const auto cc = sk->GetCryptoContext();
+    const auto& s = sk->GetPrivateElement();
+    const uint32_t ring = cc->GetRingDimension();
+    const uint32_t order = cc->GetCyclotomicOrder();
+    std::vector<uint32_t> automorphisms;
+    for (int32_t rotation : rotations)
+        automorphisms.push_back(FindAutomorphismIndex2nComplex(rotation, order));
+    std::vector<EvalKey<DCRTPoly>> keys(automorphisms.size());
+    // The key for automorphism k switches from s to k^-1(s), which a hoisted rotation (key switch first,
+    // then the automorphism) expects: the same convention as OpenFHE's EvalAutomorphismKeyGen.
+#pragma omp parallel for
+    for (size_t r = 0; r < automorphisms.size(); ++r) {
+        const uint32_t inverse = NativeInteger(automorphisms[r]).ModInverse(order).ConvertToInt<uint32_t>();
+        std::vector<uint32_t> permutation(ring);
+        PrecomputeAutoMap(ring, inverse, &permutation);
+        keys[r] = KeySwitchKeyAtTowers(s, s.AutomorphismTransform(inverse, permutation), towers, cc);
+        keys[r]->SetKeyTag(sk->GetKeyTag());
+    }
+    auto map = std::make_shared<KeyMap>();
+    for (size_t r = 0; r < automorphisms.size(); ++r)
+        (*map)[automorphisms[r]] = keys[r];
+    return map;
 }
 
 bool KeyServesTowers(const EvalKey<DCRTPoly>& key, uint32_t towers, const CryptoParametersCKKSRNS& params) {
@@ -227,11 +302,7 @@ std::shared_ptr<KeyMap> rotation_keys(const CryptoContext<DCRTPoly>& cc, const P
 }  // namespace
 
 std::shared_ptr<KeyMap> StreamedBootstrap::GenerateStageKeys(const PrivateKey<DCRTPoly>& sk, uint32_t k) const {
-    auto keys = rotation_keys(cc_, sk, StageRotations(k));
-    const auto params = ckks_parameters(cc_);
-    for (auto& entry : *keys)
-        TrimKeyToTowers(entry.second, Stage(k).towers, *params);
-    return keys;
+    return RotationKeysAtTowers(sk, StageRotations(k), Stage(k).towers);
 }
 
 std::shared_ptr<KeyMap> StreamedBootstrap::GenerateSpecialKeys(const PrivateKey<DCRTPoly>& sk) const {

@@ -37,15 +37,16 @@ using lbcrypto::PrivateKey;
 using lbcrypto::ReadOnlyPlaintext;
 using KeyMap = std::map<uint32_t, EvalKey<DCRTPoly>>;
 
-// What a hybrid key switch of a ciphertext with `towers` Q towers never reads of a key, dropped: the
-// digits beyond the ciphertext's ceil(towers / alpha), and in the digits kept the Q towers from `towers`
-// on, left empty rather than removed so the P towers keep the indices OpenFHE reads them at
-// (keyswitch-hybrid.cpp, EvalFastKeySwitchCoreExt: tower i or i + L0 - towers). A key used at one level
-// only keeps a fraction of its bytes (a SlotsToCoeffs stage's: about 40 % at the presets; a convolution's
-// at 2-3 towers: about 8 %). Using a trimmed key at more towers would read the emptied towers: callers
-// check KeyServesTowers first.
-void TrimKeyToTowers(EvalKey<DCRTPoly>& key, uint32_t towers, const lbcrypto::CryptoParametersCKKSRNS& params);
+// Keys made for the levels that use them. A hybrid key switch of a ciphertext with `towers` Q towers reads
+// only its first ceil(towers / alpha) digits and, in them, the first `towers` Q towers (and all of P): a key
+// used at one level is made with just that (a SlotsToCoeffs stage's: about 40 % of a full key at the
+// presets; a convolution's at 2-3 towers: about 8 %). Such a key must never meet a ciphertext with more
+// towers (OpenFHE would read the towers it lacks): callers check KeyServesTowers first.
 bool KeyServesTowers(const EvalKey<DCRTPoly>& key, uint32_t towers, const lbcrypto::CryptoParametersCKKSRNS& params);
+// Rotation keys made at `towers` only (otherwise OpenFHE's EvalAtIndexKeyGen convention), keyed by
+// automorphism index and tagged with the secret key's tag.
+std::shared_ptr<KeyMap> RotationKeysAtTowers(const PrivateKey<DCRTPoly>& sk, const std::vector<int32_t>& rotations,
+                                             uint32_t towers);
 
 // One baby-step giant-step level of the homomorphic DFT: the result is
 //   sum_i rotate(giant[i], block_i),  block_i = sum_j diagonal[g*i + j] * rotate(baby[j], input),
@@ -92,8 +93,9 @@ public:
     // of a sparsely packed ciphertext.
     std::vector<int32_t> SpecialRotations() const;
 
-    // Keys, made by the secret key's owner. The context's own automorphism-key table for the secret key's
-    // tag must hold none of the indices (OpenFHE skips those it already has); the maps are checked complete.
+    // Keys, made by the secret key's owner, stage keys at their stage's towers. For the special keys (made
+    // by OpenFHE) the context's own automorphism-key table for the secret key's tag must hold none of the
+    // indices (OpenFHE skips those it already has); the map is checked complete.
     std::shared_ptr<KeyMap> GenerateStageKeys(const PrivateKey<DCRTPoly>& sk, uint32_t k) const;
     std::shared_ptr<KeyMap> GenerateSpecialKeys(const PrivateKey<DCRTPoly>& sk) const;
 

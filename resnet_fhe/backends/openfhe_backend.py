@@ -98,8 +98,8 @@ def plan_rotation_keys(plan: Plan) -> list[int]:
 
 
 def rotation_key_towers(plan: Plan) -> dict[int, int]:
-    """The most RNS towers each of the plan's rotation keys meets, which is what a key trimmed to the
-    levels it is used at must keep (the native build: TrimEvalAutomorphismKeys). Registers are stored
+    """The most RNS towers each of the plan's rotation keys meets, which is all a key made for the levels
+    it is used at needs (the native build makes just those: RotationKeysAtTowers). Registers are stored
     rescaled with their producer's level_out (the input with plan.input_levels), i.e. level_out + 1
     towers, and no op's rotations see more than its input has."""
     stored = {plan.input: plan.input_levels}

@@ -74,9 +74,11 @@ class Client:
         for index in plan_rotation_keys(plan):  # one file per key: ops load just the keys they use
             rotation_keys[str(index)] = f"rotations/{'m' if index < 0 else 'p'}{abs(index)}.bin"
             context.ClearEvalAutomorphismKeys()
-            context.EvalRotateKeyGen(pair.secretKey, [index])
-            if streamed:  # the native build keeps only what its levels read (most convolutions: 2-3 towers)
-                context.TrimEvalAutomorphismKeys(tag, towers[index])
+            if streamed:  # the native build makes only what its levels read (most convolutions: 2-3 towers)
+                context.InsertEvalAutomorphismKey(fhe.RotationKeysAtTowers(pair.secretKey, [index], towers[index]),
+                                                  tag)
+            else:
+                context.EvalRotateKeyGen(pair.secretKey, [index])
             ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), fhe.BINARY)
         covers: dict[str, list[int]] = {}  # slots -> the plan's rotations whose keys bootstrapping has too
         for slots in slot_counts:
