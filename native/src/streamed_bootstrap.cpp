@@ -66,6 +66,21 @@ uint32_t digits_at(uint32_t towers, const CryptoParametersCKKSRNS& params) {
                               params.GetNumberOfQPartitions());
 }
 
+// The extended basis of a level with `towers` Q towers: q_0 .. q_(towers-1), then every p.
+std::shared_ptr<DCRTPoly::Params> extended_basis(const CryptoContext<DCRTPoly>& cc, uint32_t towers) {
+    const auto& q = cc->GetElementParams()->GetParams();
+    std::vector<NativeInteger> moduli, roots;
+    for (uint32_t i = 0; i < towers; ++i) {
+        moduli.push_back(q[i]->GetModulus());
+        roots.push_back(q[i]->GetRootOfUnity());
+    }
+    for (const auto& tower : ckks_parameters(cc)->GetParamsP()->GetParams()) {
+        moduli.push_back(tower->GetModulus());
+        roots.push_back(tower->GetRootOfUnity());
+    }
+    return std::make_shared<DCRTPoly::Params>(cc->GetCyclotomicOrder(), moduli, roots);
+}
+
 }  // namespace
 
 // A hybrid key-switching key from s_old to s_new made at `towers` Q towers only: for each digit d of
@@ -79,22 +94,12 @@ EvalKey<DCRTPoly> KeySwitchKeyAtTowers(const DCRTPoly& s_old, const DCRTPoly& s_
                                        const CryptoContext<DCRTPoly>& cc) {
     const auto params = ckks_parameters(cc);
     const auto& q = params->GetElementParams()->GetParams();
-    const auto& p = params->GetParamsP()->GetParams();
     const auto full = params->GetParamsQP();
     const uint32_t all_towers = static_cast<uint32_t>(q.size());
     if (towers == 0 || towers > all_towers)
         throw std::invalid_argument("KeySwitchKeyAtTowers: towers must be 1 to " + std::to_string(all_towers));
-    std::vector<NativeInteger> moduli, roots;
-    for (uint32_t i = 0; i < towers; ++i) {
-        moduli.push_back(q[i]->GetModulus());
-        roots.push_back(q[i]->GetRootOfUnity());
-    }
-    for (const auto& tower : p) {
-        moduli.push_back(tower->GetModulus());
-        roots.push_back(tower->GetRootOfUnity());
-    }
-    const auto reduced = std::make_shared<DCRTPoly::Params>(full->GetCyclotomicOrder(), moduli, roots);
-    const uint32_t size = static_cast<uint32_t>(moduli.size());
+    const auto reduced = extended_basis(cc, towers);
+    const uint32_t size = static_cast<uint32_t>(reduced->GetParams().size());
     // s_new in the reduced basis: its own Q towers, and its P towers from tower 0's small coefficients.
     DCRTPoly s_new_ext(reduced, Format::EVALUATION, true);
     auto s_new_0 = s_new.GetElementAtIndex(0);
@@ -102,7 +107,7 @@ EvalKey<DCRTPoly> KeySwitchKeyAtTowers(const DCRTPoly& s_old, const DCRTPoly& s_
     for (uint32_t i = 0; i < size; ++i) {
         auto tower = i < towers ? s_new.GetElementAtIndex(i) : s_new_0;
         if (i >= towers)
-            tower.SwitchModulus(moduli[i], roots[i], 0, 0);
+            tower.SwitchModulus(reduced->GetParams()[i]->GetModulus(), reduced->GetParams()[i]->GetRootOfUnity(), 0, 0);
         tower.SetFormat(Format::EVALUATION);
         s_new_ext.SetElementAtIndex(i, std::move(tower));
     }
@@ -334,19 +339,8 @@ std::shared_ptr<StageDiagonals> StreamedBootstrap::EncodeStage(uint32_t k) const
     const bool last = stage.coeffs_to_slots ? stage.level == 0 : stage.level + 1 == decode_params_.lvlb;
     const double factor = !last ? 1.0 : stage.coeffs_to_slots ? pre / kOverflowBound : 1.0 / pre;
 
-    const auto& moduli_q = cc_->GetElementParams()->GetParams();
-    const auto& moduli_p = ckks_parameters(cc_)->GetParamsP()->GetParams();
-    std::vector<NativeInteger> moduli, roots_of_unity;
-    for (uint32_t i = 0; i < stage.towers; ++i) {
-        moduli.push_back(moduli_q[i]->GetModulus());
-        roots_of_unity.push_back(moduli_q[i]->GetRootOfUnity());
-    }
-    for (const auto& modulus : moduli_p) {
-        moduli.push_back(modulus->GetModulus());
-        roots_of_unity.push_back(modulus->GetRootOfUnity());
-    }
-    const auto extended = std::make_shared<DCRTPoly::Params>(cc_->GetCyclotomicOrder(), moduli, roots_of_unity);
-    const uint32_t level = static_cast<uint32_t>(moduli_q.size()) - stage.towers;
+    const auto extended = extended_basis(cc_, stage.towers);
+    const uint32_t level = static_cast<uint32_t>(cc_->GetElementParams()->GetParams().size()) - stage.towers;
     const uint32_t g = static_cast<uint32_t>(stage.baby.size());
     auto result = std::make_shared<StageDiagonals>();
     result->diagonals.resize(stage.diagonals);
