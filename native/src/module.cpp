@@ -419,8 +419,8 @@ void bind_streamed_bootstrap(py::module_& m) {
 // 65,536-coefficient RNS tower is 512 KiB: every ciphertext temporary then costs page faults on first
 // touch and a munmap on free. With mmap off and automatic trimming off, freed towers stay in the heap and
 // are reused at once: on the default preset this alone took one streamed bootstrap (measured alone) from
-// 35 s to 24 s and a plaintext product from 27 ms to 8 ms (bench/results/native-2026-12-01b/). OpenFHE
-// 1.6 sets the same two options when its library loads; 1.5.1 does not. The heap is still returned to
+// 35 s to 24 s (bench/results/native-2026-12-01b/). OpenFHE 1.6 sets the same two options when its
+// library loads; 1.5.1 does not. The heap is still returned to
 // the system where the runtime asks for it (resnet_fhe.runtime.heap.release_freed_memory, malloc_trim).
 void keep_freed_memory_for_reuse() {
 #if defined(__GLIBC__)  // other C libraries (macOS) allocate their own way
