@@ -1,10 +1,10 @@
 """How the OpenFHE backend bootstraps: OpenFHE's own EvalBootstrap (the wheel), or resnet-fhe's streamed
-bootstrap (the native build, resnet_fhe._native.StreamedBootstrap), which holds one stage's rotation keys
-at a time instead of every bootstrap key for the whole call.
+bootstrap (the native build, resnet_fhe._native.StreamedBootstrap), which holds one or two stages'
+rotation keys at a time instead of every bootstrap key for the whole call.
 
 The streamed bootstrap runs in stages: Begin (modulus raising), the CoeffsToSlots levels, EvalMod, the
-SlotsToCoeffs levels, Finish. Each level's keys come from a StageKeys source just before the level and are
-dropped after it; only the special keys (conjugation, sparse-secret switching, partial sums) stay for the
+SlotsToCoeffs levels, Finish. Each level's keys come from a StageKeys source just before the level (or, with
+read_ahead, while the level before it computes) and are dropped after it; only the special keys (conjugation, sparse-secret switching, partial sums) stay for the
 whole bootstrap. Key sources: in memory (tests, one-process runs: MemoryStageKeys) or the key store's
 per-stage files (the server: resnet_fhe.runtime.server).
 """
@@ -49,8 +49,9 @@ class OpenFHEBootstrap:
 
 
 class StreamedBootstrap:
-    """resnet-fhe's bootstrap on the native build: one stage's rotation keys resident at a time, and with
-    `stream_transforms` one stage's encoded diagonals too (written to a temporary folder by `prepare`,
+    """resnet-fhe's bootstrap on the native build: one stage's rotation keys resident at a time (two with
+    `read_ahead`, which reads the next stage's while one computes), and with `stream_transforms` the same
+    stages' encoded diagonals only (written to a temporary folder by `prepare`,
     read back stage by stage: about 1 GB resident at N = 2^16 instead of 5 GB, for a second or two of
     reading per bootstrap).
 
