@@ -4,9 +4,10 @@ rotation keys at a time instead of every bootstrap key for the whole call.
 
 The streamed bootstrap runs in stages: Begin (modulus raising), the CoeffsToSlots levels, EvalMod, the
 SlotsToCoeffs levels, Finish. Each level's keys come from a StageKeys source just before the level (or, with
-read_ahead, while the level before it computes) and are dropped after it; only the special keys (conjugation, sparse-secret switching, partial sums) stay for the
-whole bootstrap. Key sources: in memory (tests, one-process runs: MemoryStageKeys) or the key store's
-per-stage files (the server: resnet_fhe.runtime.server).
+read_ahead, while the level before it computes) and are dropped after it; only the special keys
+(conjugation, sparse-secret switching, partial sums) stay for the whole bootstrap. Key sources: in memory
+(tests, one-process runs: MemoryStageKeys) or the key store's per-stage files (the server:
+resnet_fhe.runtime.server).
 """
 
 from __future__ import annotations
