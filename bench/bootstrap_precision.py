@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if streamed:  # as a client makes the keys and a server streams them
             folder = Path(key_dir.name)
             names = write_stage_keys(context, params, keys.secretKey, args.slots, folder)
-            bootstrapper = StreamedBootstrap(context, params, FileStageKeys(lambda _, name: folder / name),
+            bootstrapper = StreamedBootstrap(context, params, FileStageKeys(context, lambda _, name: folder / name),
                                              stream_transforms=not args.keep_transforms,
                                              read_ahead=not args.no_read_ahead)
             transforms = new_streamed_bootstrap(context, params, args.slots)

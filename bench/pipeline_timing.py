@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.ops = plan.ops[:args.ops]
     plan.output = plan.ops[-1].output
     backend = OpenFHEBackend(plan, server.context, rescale_registers=not args.unrescaled,
-                             own_series=not args.openfhe_series)
+                             own_series=not args.openfhe_series, bootstrapper=server.backend.bootstrapper)
+    server.backend = backend  # PhaseKeys prepares and releases the bootstrapper through the server's backend
     keys = PhaseKeys(server)
     timings: list[dict] = []
     evaluate = backend.evaluate_op

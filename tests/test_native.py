@@ -2,6 +2,7 @@
 wheel. The backend's own tests run on both libraries (tests/test_openfhe_backend.py, fixture `library`);
 these check what is particular to the build."""
 
+import dataclasses
 import importlib.util
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from resnet_fhe.backends.bootstrapping import STREAMED_KEYS
 from resnet_fhe.backends.openfhe_backend import build_context, fhe_library
 from resnet_fhe.errors import InputError
 from resnet_fhe.plan.params import load_preset
@@ -94,17 +96,18 @@ def test_a_local_deployment_on_the_native_library_keeps_a_store_of_its_own(tmp_p
         with pytest.raises(local.KeyStoreError, match="'native' OpenFHE library"):
             local.LocalDeployment(plan, store=run.store, threads=1, insecure=True).prepare_keys()
     assert (run.store / "server" / "manifest.json").is_file()
-    # Its bootstrap keys are per-stage files; a native store of OpenFHE's bootstrap keys (made by an
-    # earlier version) is refused before any work, with what to do.
+    # Its bootstrap keys are per-stage tower files; a native store of OpenFHE's bootstrap keys or of
+    # OpenFHE-serialized stage keys (made by earlier versions) is refused before any work, with what to do.
     manifest_path = run.store / "server" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["bootstrap"] == "streamed" and not any(manifest["bootstrap_covers"].values())
-    manifest["bootstrap"] = "openfhe"
-    manifest_path.write_text(json.dumps(manifest))
+    assert manifest["bootstrap"] == STREAMED_KEYS and not any(manifest["bootstrap_covers"].values())
     from resnet_fhe.runtime.server import Server
 
-    with pytest.raises(local.KeyStoreError, match="make the keys again"):
-        Server(run.store / "server")
+    for earlier in ("openfhe", "streamed"):
+        manifest["bootstrap"] = earlier
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(local.KeyStoreError, match="make the keys again"):
+            Server(run.store / "server")
 
 
 def _bootstrap_error_bits(params, context, keys, bootstrap, slots: int, seed: int = 0) -> float:
@@ -174,7 +177,7 @@ def test_streamed_keys_and_transforms_from_files_give_what_memory_gives(tmp_path
     keys = context.KeyGen()
     context.EvalMultKeyGen(keys.secretKey)
     names = write_stage_keys(context, params, keys.secretKey, 1024, tmp_path)
-    from_files = StreamedBootstrap(context, params, FileStageKeys(lambda _, name: tmp_path / name))
+    from_files = StreamedBootstrap(context, params, FileStageKeys(context, lambda _, name: tmp_path / name))
     in_memory = _streamed(context, params, keys.secretKey, 1024, stream_transforms=False)
     values = np.random.default_rng(5).uniform(-1, 1, (2, 1024))
     cts = [context.Encrypt(keys.publicKey, context.MakeCKKSPackedPlaintext(v, 1, params.multiplicative_depth - 1,
@@ -190,6 +193,37 @@ def test_streamed_keys_and_transforms_from_files_give_what_memory_gives(tmp_path
     assert per_key[-1] < 0.8 * per_key[0]
     from_files.release()
     assert not list(Path(from_files._folder.name).iterdir())  # the encoded transforms' files are gone
+
+
+def test_tower_files_round_trip_and_refuse_what_they_cannot_read(tmp_path):
+    """Stage keys and diagonals in raw tower files: read back, they rotate and multiply as the originals;
+    a truncated file, a file of another kind, an OpenFHE-serialized file and keys of another context are
+    refused with a message naming the file."""
+    native = native_module()
+    params = load_preset("toy-insecure")
+    context = build_context(params, library="native")
+    keys = context.KeyGen()
+    transforms = native.StreamedBootstrap(context, [2, 2], [0, 0], 1024, 0)
+    key_file, diagonal_file = tmp_path / "stage-0.bin", tmp_path / "diagonals-0.bin"
+    assert native.SerializeKeyMap(str(key_file), transforms.GenerateStageKeys(keys.secretKey, 0))
+    assert native.SerializeStageDiagonals(str(diagonal_file), transforms.EncodeStage(0))
+    read_keys = native.DeserializeKeyMap(str(key_file), context)
+    assert len(read_keys) == len(transforms.StageRotations(0))
+    assert len(native.DeserializeStageDiagonals(str(diagonal_file), context)) == len(transforms.EncodeStage(0))
+
+    truncated = tmp_path / "truncated.bin"
+    truncated.write_bytes(key_file.read_bytes()[:-8])
+    with pytest.raises(RuntimeError, match=r"truncated\.bin is truncated"):
+        native.DeserializeKeyMap(str(truncated), context)
+    with pytest.raises(RuntimeError, match="holds no key map"):
+        native.DeserializeKeyMap(str(diagonal_file), context)
+    serialized = tmp_path / "cereal.bin"
+    assert native.SerializeToFile(str(serialized), keys.publicKey, native.BINARY)
+    with pytest.raises(RuntimeError, match=r"not a resnet-fhe tower file .*make the keys again"):
+        native.DeserializeKeyMap(str(serialized), context)
+    other = build_context(dataclasses.replace(params, scale_bits=params.scale_bits - 1), library="native")
+    with pytest.raises(RuntimeError, match="modulus this context does not have"):
+        native.DeserializeKeyMap(str(key_file), other)
 
 
 def test_special_keys_are_refused_when_the_context_already_holds_one():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from resnet_fhe.backends.bootstrapping import STREAMED_KEYS
 from resnet_fhe.backends.simulator import SimulatorBackend
 from tests.helpers import random_images, toy_resnet_plan
 
@@ -187,7 +188,7 @@ def test_server_holds_the_keys_the_residency_policy_counts(store, tmp_path, monk
     server = runtime.Server(base / "server")
     tag, cc = server.manifest["key_tag"], server.context
     model, held, bootstrap_indices = PhaseKeys(server).residency, [], set()
-    streamed = server.manifest.get("bootstrap") == "streamed"
+    streamed = server.manifest.get("bootstrap") == STREAMED_KEYS
     load = PhaseKeys.load
 
     def checked_load(keys, op):

@@ -37,6 +37,7 @@
 #include "scheme/ckksrns/ckksrns-fhe.h"
 #include "scheme/ckksrns/ckksrns-ser.h"
 #include "streamed_bootstrap.h"
+#include "tower_files.h"
 
 namespace py = pybind11;
 using namespace lbcrypto;
@@ -186,20 +187,6 @@ std::pair<T, bool> deserialize_object(const std::string& path, SerialFormat) {
         ok = Serial::DeserializeFromFile(path, object, SerType::BINARY);
     }
     return {object, ok};
-}
-
-// One of resnet-fhe's own objects (a stage's keys or diagonals) from a file, or a ValueError naming it.
-template <typename T>
-std::shared_ptr<T> read_object(const std::string& path, const std::string& what) {
-    auto object = std::make_shared<T>();
-    bool ok;
-    {
-        py::gil_scoped_release release;
-        ok = Serial::DeserializeFromFile(path, *object, SerType::BINARY);
-    }
-    if (!ok)
-        throw py::value_error("could not read " + what + " from " + path);
-    return object;
 }
 
 // The key caches (relinearisation and automorphism keys) through a file: what OpenFHE's static
@@ -367,12 +354,10 @@ void bind_streamed_bootstrap(py::module_& m) {
     using resnet_fhe::StreamedBootstrap;
     py::class_<StageDiagonals, std::shared_ptr<StageDiagonals>>(m, "StageDiagonals", py::module_local())
         .def("__len__", [](const StageDiagonals& self) { return self.diagonals.size(); });
-    m.def("SerializeStageDiagonals", [](const std::string& path, const StageDiagonals& diagonals) {
-        return serialize_object(path, diagonals, SerialFormat::BINARY);
-    });
-    m.def("DeserializeStageDiagonals", [](const std::string& path) {
-        return read_object<StageDiagonals>(path, "stage diagonals");
-    });
+    // Raw tower files (tower_files.h): read for every bootstrap, so read at the speed of copying bytes.
+    m.def("SerializeStageDiagonals", &resnet_fhe::WriteStageDiagonalsTowers, Release());
+    m.def("DeserializeStageDiagonals", &resnet_fhe::ReadStageDiagonalsTowers, py::arg("path"), py::arg("context"),
+          Release());
     py::class_<StreamedBootstrap>(m, "StreamedBootstrap", py::module_local())
         .def(py::init<const ContextPtr&, std::vector<uint32_t>, std::vector<uint32_t>, uint32_t, uint32_t>(),
              py::arg("context"), py::arg("level_budget"), py::arg("dim1"), py::arg("slots"),
@@ -406,13 +391,13 @@ void bind_streamed_bootstrap(py::module_& m) {
                                      uint32_t towers) {
         return AutomorphismKeys{resnet_fhe::RotationKeysAtTowers(sk, rotations, towers)};
     }, py::arg("secret_key"), py::arg("rotations"), py::arg("towers"), Release());
-    // A key map as one file (OpenFHE's binary serialization of the map itself).
+    // A key map as one raw tower file (tower_files.h).
     m.def("SerializeKeyMap", [](const std::string& path, const AutomorphismKeys& keys) {
-        return serialize_object(path, *keys.keys, SerialFormat::BINARY);
-    });
-    m.def("DeserializeKeyMap", [](const std::string& path) {
-        return AutomorphismKeys{read_object<KeyMap>(path, "a key map")};
-    });
+        return resnet_fhe::WriteKeyMapTowers(path, *keys.keys);
+    }, Release());
+    m.def("DeserializeKeyMap", [](const std::string& path, const ContextPtr& context) {
+        return AutomorphismKeys{resnet_fhe::ReadKeyMapTowers(path, context)};
+    }, py::arg("path"), py::arg("context"), Release());
 }
 
 // glibc serves each allocation above its mmap threshold (128 KiB at first) with a fresh mmap, and a

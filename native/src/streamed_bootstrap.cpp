@@ -1,6 +1,8 @@
 // See streamed_bootstrap.h. Step numbers refer to native/BOOTSTRAP-NOTES.md, section 1.
 #include "streamed_bootstrap.h"
 
+#include "fused_products.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -437,34 +439,48 @@ Ciphertext<DCRTPoly> StreamedBootstrap::ApplyStage(uint32_t k, const Ciphertext<
                                     std::to_string(ct->GetElements()[0].GetNumOfElements()) +
                                     " (stages run in order, EvalMod between the two transforms)");
 
+    // Hoisted baby steps, left in Q*P: P * c0 plus the key switch of c1's digits, rotated.
     const auto digits = cc_->EvalFastRotationPrecompute(ct);
+    const DCRTPoly scaled_c0 = ct->GetElements()[0].TimesNoCheck(ckks_parameters(cc_)->GetPModq());
     const uint32_t g = static_cast<uint32_t>(stage.baby.size());
     std::vector<Ciphertext<DCRTPoly>> babies(g);
 #pragma omp parallel for
-    for (uint32_t j = 0; j < g; ++j)
-        babies[j] = stage.baby[j] == 0 ? cc_->KeySwitchExt(ct, true)
-                                       : scheme->EvalFastRotationExt(ct, static_cast<uint32_t>(stage.baby[j]),
-                                                                     digits, true, keys);
+    for (uint32_t j = 0; j < g; ++j) {
+        if (stage.baby[j] == 0) {
+            babies[j] = cc_->KeySwitchExt(ct, true);
+            continue;
+        }
+        const uint32_t automorphism = FindAutomorphismIndex2nComplex(stage.baby[j], cc_->GetCyclotomicOrder());
+        babies[j] = ct->CloneEmpty();
+        babies[j]->SetElements(KeySwitchAutomorphism(*digits, keys.at(automorphism), &scaled_c0, automorphism));
+    }
 
     // Horner from the last block down: acc = block_i + rotate(giant_step, acc), all in Q*P; one key
     // switch down at the end.
+    // Each block is one fused multiply-accumulate per ciphertext element (a product in Q*P: the key
+    // switch down comes later).
     Ciphertext<DCRTPoly> acc;
     for (uint32_t i = static_cast<uint32_t>(stage.giant.size()); i-- > 0;) {
-        if (acc)
+        std::vector<const DCRTPoly*> block_diagonals;
+        for (uint32_t j = 0; j < g && i * g + j < stage.diagonals; ++j)
+            block_diagonals.push_back(&diagonals[i * g + j]);
+        std::vector<DCRTPoly> block(2);
+        for (uint32_t element = 0; element < 2; ++element) {
+            std::vector<const DCRTPoly*> block_babies;
+            for (uint32_t j = 0; j < block_diagonals.size(); ++j)
+                block_babies.push_back(&babies[j]->GetElements()[element]);
+            block[element] = MultiplyAccumulate(block_babies, block_diagonals);
+        }
+        if (acc) {
             acc = RotateExtended(acc, stage.giant_step, keys);
-        for (uint32_t j = 0; j < g; ++j) {
-            const uint32_t d = i * g + j;
-            if (d >= stage.diagonals)
-                continue;
-            auto term = babies[j]->Clone();  // a product in Q*P: the key switch down comes later
-            for (auto& element : term->GetElements())
-                element *= diagonals[d];
-            term->SetNoiseScaleDeg(term->GetNoiseScaleDeg() + 1);
-            term->SetScalingFactor(term->GetScalingFactor() * encoded.scaling_factor);
-            if (acc)
-                FHECKKSRNS::EvalAddExtInPlace(acc, term);
-            else
-                acc = std::move(term);
+            for (uint32_t element = 0; element < 2; ++element)
+                acc->GetElements()[element] += block[element];
+        }
+        else {
+            acc = babies[0]->CloneEmpty();
+            acc->SetElements(std::move(block));
+            acc->SetNoiseScaleDeg(babies[0]->GetNoiseScaleDeg() + 1);
+            acc->SetScalingFactor(babies[0]->GetScalingFactor() * encoded.scaling_factor);
         }
     }
     return cc_->KeySwitchDown(acc);
@@ -496,15 +512,9 @@ Ciphertext<DCRTPoly> StreamedBootstrap::RotateExtended(const Ciphertext<DCRTPoly
         params->GetPHatInvModpPrecon(), params->GetPHatModq(), params->GetModqBarrettMu(), params->GettInvModp(),
         params->GettInvModpPrecon(), params->GetNoiseScale() == 1 ? 0 : params->GetPlaintextModulus(),
         params->GettModqPrecon());
-    const auto scheme = cc_->GetScheme();
-    auto switched = *scheme->EvalFastKeySwitchCoreExt(scheme->EvalKeySwitchPrecomputeCore(c1, params), key->second, base);
-    switched[0] += elements[0];
-    std::vector<uint32_t> permutation(cc_->GetRingDimension());
-    PrecomputeAutoMap(cc_->GetRingDimension(), automorphism, &permutation);
-    for (auto& element : switched)
-        element = element.AutomorphismTransform(automorphism, permutation);
+    const auto digits = cc_->GetScheme()->EvalKeySwitchPrecomputeCore(c1, params);
     auto result = ct->CloneEmpty();
-    result->SetElements(std::move(switched));
+    result->SetElements(KeySwitchAutomorphism(*digits, key->second, &elements[0], automorphism));
     return result;
 }
 

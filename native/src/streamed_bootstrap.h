@@ -66,15 +66,10 @@ struct FftStage {
 };
 
 // One stage's encoded diagonals (extended basis Q*P at the stage's towers, evaluation form) and their
-// common scaling factor; serializable, so a caller can keep them on disk between bootstraps.
+// common scaling factor; a caller may keep them on disk between bootstraps (tower_files.h).
 struct StageDiagonals {
     std::vector<DCRTPoly> diagonals;
     double scaling_factor = 1.0;
-
-    template <class Archive>
-    void serialize(Archive& archive) {
-        archive(diagonals, scaling_factor);
-    }
 };
 
 class StreamedBootstrap {

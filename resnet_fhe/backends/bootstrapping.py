@@ -101,7 +101,7 @@ class StreamedBootstrap:
             return stored
         from resnet_fhe.backends.openfhe_backend import fhe_library
 
-        return fhe_library("native").DeserializeStageDiagonals(str(stored))
+        return fhe_library("native").DeserializeStageDiagonals(str(stored), self.cc)
 
     def bootstrap_many(self, cts: list[object]) -> list[object]:
         """Every ciphertext refreshed, stage by stage across all of them: each stage's keys (and streamed
@@ -164,8 +164,11 @@ class MemoryStageKeys:
         return self._stages[slots][stage]
 
 
-# One slot count's streamed bootstrap keys, in a folder of their own: the special keys and one file per stage.
+# One slot count's streamed bootstrap keys, in a folder of their own: the special keys and one file per stage,
+# each a raw tower file of the native build (native/src/tower_files.h). A key store's manifest names them
+# STREAMED_KEYS ("streamed" stores, OpenFHE-serialized, came before and are refused).
 SPECIAL_KEYS_FILE = "special.bin"
+STREAMED_KEYS = "streamed-towers"
 
 
 def stage_keys_file(stage: int) -> str:
@@ -195,20 +198,22 @@ class FileStageKeys:
     file's path (the server checks it against the key store's manifest there). The special keys of a slot
     count stay loaded until release(); a stage's keys are read for every bootstrap and dropped after it."""
 
-    def __init__(self, path: Callable[[int, str], Path]):
+    def __init__(self, context, path: Callable[[int, str], Path]):
         from resnet_fhe.backends.openfhe_backend import fhe_library
 
         self._fhe = fhe_library("native")
+        self._context = context
         self._path = path
         self._special: dict[int, object] = {}
 
     def special(self, slots: int) -> object:
         if slots not in self._special:
-            self._special[slots] = self._fhe.DeserializeKeyMap(str(self._path(slots, SPECIAL_KEYS_FILE)))
+            self._special[slots] = self._fhe.DeserializeKeyMap(str(self._path(slots, SPECIAL_KEYS_FILE)),
+                                                                self._context)
         return self._special[slots]
 
     def stage(self, slots: int, stage: int) -> object:
-        return self._fhe.DeserializeKeyMap(str(self._path(slots, stage_keys_file(stage))))
+        return self._fhe.DeserializeKeyMap(str(self._path(slots, stage_keys_file(stage))), self._context)
 
     def release(self) -> None:
         self._special.clear()

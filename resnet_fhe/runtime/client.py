@@ -24,7 +24,14 @@ from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
-from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library, read_manifest, verified, write_manifest
+from resnet_fhe.runtime.keystore import (
+    KeyStoreError,
+    bootstrap_key_kind,
+    key_store_library,
+    read_manifest,
+    verified,
+    write_manifest,
+)
 
 
 def _log(message: str) -> None:
@@ -105,7 +112,7 @@ class Client:
         store_id = hashlib.sha256((plan.constants_sha256 + tag).encode()).hexdigest()[:32]
         write_manifest(server_dir, {"store_id": store_id, "library": library, "key_tag": tag,
                                     "rotation_keys": rotation_keys,
-                                    "bootstrap": "streamed" if streamed else "openfhe",
+                                    "bootstrap": bootstrap_key_kind(library),
                                     "bootstrap_slots": slot_counts, "bootstrap_covers": covers,
                                     "params": plan.params.to_dict()})
         bootstrap_files = sum(1 for path in (server_dir / "bootstrap").rglob("*") if path.is_file())

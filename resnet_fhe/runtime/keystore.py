@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from resnet_fhe.backends.openfhe_backend import fhe_library
+from resnet_fhe.backends.bootstrapping import STREAMED_KEYS
+from resnet_fhe.backends.openfhe_backend import fhe_library, streams_bootstrap_keys
 from resnet_fhe.errors import InputError, PlanError, ResnetFheError
 from resnet_fhe.hashing import sha256_file
 
@@ -51,6 +52,17 @@ def read_manifest(server_dir: Path) -> dict:
 def stored_library(manifest: dict) -> str:
     """The name of the OpenFHE library whose files the store holds (the wheel's, for older stores)."""
     return manifest.get("library", "openfhe")
+
+
+def bootstrap_key_kind(library: str) -> str:
+    """The manifest's "bootstrap" for a store this version makes with `library`: the wheel's keys for
+    OpenFHE's EvalBootstrap, or the native build's per-stage tower files. A store recording another kind
+    was made by another version and is not read."""
+    return STREAMED_KEYS if streams_bootstrap_keys(library) else "openfhe"
+
+
+def stored_bootstrap_key_kind(manifest: dict) -> str:
+    return manifest.get("bootstrap", "openfhe")  # stores made before the field: OpenFHE's keys
 
 
 def key_store_library(manifest: dict):

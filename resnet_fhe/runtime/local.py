@@ -32,7 +32,7 @@ from resnet_fhe.plan.plan import EXECUTABLE_FIELDS, Plan, executes_alike
 from resnet_fhe.plan.timing import OpCosts, fit_costs
 from resnet_fhe.profiling.machine import cost_table_path, machine_name
 from resnet_fhe.runtime.client import Client
-from resnet_fhe.runtime.keystore import KeyStoreError, stored_library
+from resnet_fhe.runtime.keystore import KeyStoreError, bootstrap_key_kind, stored_bootstrap_key_kind, stored_library
 
 GB = 1e9
 
@@ -148,10 +148,11 @@ class LocalDeployment:
             return False
         try:
             stored = json.loads((self.server_dir / "plan.json").read_text())
-            made_by = stored_library(json.loads(manifest.read_text()))
+            fields = json.loads(manifest.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return made_by == self.library and executes_alike(self.plan, stored)
+        return (stored_library(fields) == self.library and executes_alike(self.plan, stored)
+                and stored_bootstrap_key_kind(fields) == bootstrap_key_kind(self.library))
 
     def cost_table(self) -> Path:
         """This machine's op costs; the native library's are its own (another build, other speeds)."""

@@ -25,7 +25,15 @@ from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
 from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
-from resnet_fhe.runtime.keystore import KeyStoreError, key_store_library, read_manifest, stored_library, verified
+from resnet_fhe.runtime.keystore import (
+    KeyStoreError,
+    bootstrap_key_kind,
+    key_store_library,
+    read_manifest,
+    stored_bootstrap_key_kind,
+    stored_library,
+    verified,
+)
 
 
 class PhaseKeys:
@@ -123,15 +131,15 @@ class Server:
         """The streamed bootstrap over this store's per-stage key files, or None for OpenFHE's own
         EvalBootstrap; refuses a store whose bootstrap keys do not fit the library's bootstrap."""
         library = stored_library(self.manifest)
-        kind = self.manifest.get("bootstrap", "openfhe")  # stores made before the field: OpenFHE's keys
-        if kind != ("streamed" if streams_bootstrap_keys(library) else "openfhe"):
-            raise KeyStoreError(f"the bootstrap keys in {self.server_dir} are for {kind} bootstrapping, which the "
-                                f"{library} build does not do (a store of an earlier version?): make the keys "
+        kind = stored_bootstrap_key_kind(self.manifest)
+        if kind != bootstrap_key_kind(library):
+            raise KeyStoreError(f"the bootstrap keys in {self.server_dir} are {kind!r} keys, which this version's "
+                                f"{library} build does not read (a store of an earlier version?): make the keys "
                                 "again (`resnet-fhe keygen`)")
-        if kind == "openfhe":
+        if not streams_bootstrap_keys(library):
             return None
-        return StreamedBootstrap(self.context, self.plan.params,
-                                 FileStageKeys(lambda slots, name: self.file(f"bootstrap/{slots}/{name}")))
+        files = FileStageKeys(self.context, lambda slots, name: self.file(f"bootstrap/{slots}/{name}"))
+        return StreamedBootstrap(self.context, self.plan.params, files)
 
     def file(self, name: str) -> Path:
         """A key store file, hashed against the manifest the first time this server reads it.
