@@ -15,8 +15,7 @@ before changing a preset.
 `--backend native` measures the native build (`make native`): resnet-fhe's streamed bootstrap, its keys
 written to one file per stage (in a temporary folder under `--key-dir`) and read back stage by stage as a
 server does, so `peak_rss_gb` is a server's; `stage_keys` lists each stage's key count. The encoded
-transforms are streamed too, unless `--keep-transforms`; the next stage's keys and diagonals are read while a stage
-computes (two stages resident), unless `--no-read-ahead`. With
+transforms are streamed too, unless `--keep-transforms`. With
 `--openfhe-bootstrap` it measures that build's OpenFHE EvalBootstrap instead (OpenFHE 1.5.1: wrong with
 the default preset's dim1 (8, 4), right with `--dim1 0,0`).
 
@@ -62,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-dir", type=Path, default=None, help="where the streamed keys are written")
     parser.add_argument("--keep-transforms", action="store_true",
                         help="streamed bootstrap: keep every stage's encoded diagonals in memory (faster, larger)")
-    parser.add_argument("--no-read-ahead", action="store_true",
-                        help="streamed bootstrap: read each stage's keys and diagonals only when it starts "
-                             "(one stage resident instead of two, the reading not overlapped)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -112,13 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(key_dir.name)
             names = write_stage_keys(context, params, keys.secretKey, args.slots, folder)
             bootstrapper = StreamedBootstrap(context, params, FileStageKeys(context, lambda _, name: folder / name),
-                                             stream_transforms=not args.keep_transforms,
-                                             read_ahead=not args.no_read_ahead)
+                                             stream_transforms=not args.keep_transforms)
             transforms = new_streamed_bootstrap(context, params, args.slots)
             stages = [transforms.StageRotations(stage) for stage in range(transforms.stage_count)]
             rotations = sorted(set().union(*stages, transforms.SpecialRotations()))
             key_count = sum(len(stage) for stage in stages) + len(transforms.SpecialRotations()) + 3
-            figures = {"stream_transforms": not args.keep_transforms, "read_ahead": not args.no_read_ahead,
+            figures = {"stream_transforms": not args.keep_transforms,
                        "stage_keys": [len(stage) for stage in stages],
                        "special_keys": len(transforms.SpecialRotations()) + 3,
                        "key_bytes": sum((folder / name).stat().st_size for name in names)}

@@ -1,10 +1,10 @@
 """How the OpenFHE backend bootstraps: OpenFHE's own EvalBootstrap (the wheel), or resnet-fhe's streamed
-bootstrap (the native build, resnet_fhe._native.StreamedBootstrap), which holds one or two stages'
-rotation keys at a time instead of every bootstrap key for the whole call.
+bootstrap (the native build, resnet_fhe._native.StreamedBootstrap), which holds one stage's rotation
+keys at a time instead of every bootstrap key for the whole call.
 
 The streamed bootstrap runs in stages: Begin (modulus raising), the CoeffsToSlots levels, EvalMod, the
-SlotsToCoeffs levels, Finish. Each level's keys come from a StageKeys source just before the level (or, with
-read_ahead, while the level before it computes) and are dropped after it; only the special keys
+SlotsToCoeffs levels, Finish. Each level's keys come from a StageKeys source just before the level and are
+dropped after it; only the special keys
 (conjugation, sparse-secret switching, partial sums) stay for the whole bootstrap. Key sources: in memory
 (tests, one-process runs: MemoryStageKeys) or the key store's per-stage files (the server:
 resnet_fhe.runtime.server).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -50,20 +49,20 @@ class OpenFHEBootstrap:
 
 
 class StreamedBootstrap:
-    """resnet-fhe's bootstrap on the native build: one stage's rotation keys resident at a time (two with
-    `read_ahead`, which reads the next stage's while one computes), and with `stream_transforms` the same
-    stages' encoded diagonals only (written to a temporary folder by `prepare`,
-    read back stage by stage: about 1 GB resident at N = 2^16 instead of 5 GB, for a second or two of
-    reading per bootstrap).
+    """resnet-fhe's bootstrap on the native build: one stage's rotation keys resident at a time, and with
+    `stream_transforms` the same stage's encoded diagonals only (written to a temporary folder by `prepare`,
+    read back stage by stage: about 1 GB resident at N = 2^16 instead of 5 GB). Both are raw tower files,
+    read at about the speed of copying them from the page cache (a second or so per bootstrap). Reading
+    the next stage on a thread while one computes was tried and dropped: on two cores the reading then
+    competes with the arithmetic: in the server's pipeline a bootstrap took 22.8-26.8 s with it and
+    18.4-22.6 s without, at a 5.75 GB peak against 3.72 GB (bench/results/native-2026-12-01c/).
 
     `prepare(slots)` encodes that slot count's transforms (seconds) and `release` drops them; a bootstrap
     at a slot count not prepared prepares it first."""
 
-    def __init__(self, context, params: CkksParameters, keys: StageKeys, stream_transforms: bool = True,
-                 read_ahead: bool = True):
+    def __init__(self, context, params: CkksParameters, keys: StageKeys, stream_transforms: bool = True):
         self.cc, self.params, self.keys = context, params, keys
         self.stream_transforms = stream_transforms
-        self.read_ahead = read_ahead
         self.conjugation = context.GetCyclotomicOrder() - 1
         self._prepared: dict[int, tuple[object, list]] = {}  # slots -> (transforms, diagonals or paths)
         self._folder: tempfile.TemporaryDirectory | None = None
@@ -115,21 +114,13 @@ class StreamedBootstrap:
         transforms, stages = self._prepared[slots]
         special = self.keys.special(slots)
 
-        def read(stage: int) -> tuple[object, object]:
-            return self.keys.stage(slots, stage), self._diagonals(stages[stage])
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-reader") as reader:
-            # With read_ahead, stage k + 1's keys and diagonals are read (the extension releases the GIL)
-            # while stage k computes: two stages resident instead of one, the reading off the critical path.
-            pending = reader.submit(read, 0) if self.read_ahead else None
-            cts = [transforms.Begin(ct, special) for ct in cts]
-            for stage in range(len(stages)):
-                if stage > 0 and transforms.IsCoeffsToSlots(stage - 1) and not transforms.IsCoeffsToSlots(stage):
-                    cts = [transforms.EvalMod(ct, special) for ct in cts]
-                keys, diagonals = pending.result() if pending is not None else read(stage)
-                pending = reader.submit(read, stage + 1) if self.read_ahead and stage + 1 < len(stages) else None
-                cts = [transforms.ApplyStage(stage, ct, keys, diagonals) for ct in cts]
-                del keys, diagonals  # freed here, before the stage after next is read
+        cts = [transforms.Begin(ct, special) for ct in cts]
+        for stage in range(len(stages)):
+            if stage > 0 and transforms.IsCoeffsToSlots(stage - 1) and not transforms.IsCoeffsToSlots(stage):
+                cts = [transforms.EvalMod(ct, special) for ct in cts]
+            keys, diagonals = self.keys.stage(slots, stage), self._diagonals(stages[stage])
+            cts = [transforms.ApplyStage(stage, ct, keys, diagonals) for ct in cts]
+            del keys, diagonals  # freed before the next stage's are read
         return [transforms.Finish(ct, special) for ct in cts]
 
     def conjugate(self, ct: object) -> object:
