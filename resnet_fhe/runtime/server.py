@@ -98,7 +98,10 @@ class PhaseKeys:
         if self.bootstrap_keys is not None:
             cc.InsertEvalAutomorphismKey(self.bootstrap_keys, self.server.manifest["key_tag"])
         self.rotations_loaded = False
-        release_freed_memory()
+        # The streamed bootstrap's stage keys, read next, reuse the freed memory at once: giving it back
+        # lowered no peak and cost a second of page faults per bootstrap (bench/results/native-2026-12-01c/).
+        if not isinstance(self.server.backend.bootstrapper, StreamedBootstrap):
+            release_freed_memory()
 
     def drop(self) -> None:
         bootstrapper = self.server.backend.bootstrapper
