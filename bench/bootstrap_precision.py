@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         params = load_preset(args.preset)
         if args.slots < 1 or args.slots > params.max_slots or args.slots & (args.slots - 1):
             raise ResnetFheError(f"--slots must be a power of two up to {params.max_slots}")
-        if args.dim1 is not None:
-            params = dataclasses.replace(params, bootstrap_dim1=args.dim1)
+        if args.dim1 is not None:  # OpenFHE's EvalBootstrap and the streamed bootstrap alike
+            params = dataclasses.replace(params, bootstrap_dim1=args.dim1, streamed_bootstrap_dim1=args.dim1)
         if args.correction_factor is not None:
             params = dataclasses.replace(params, bootstrap_correction_factor=args.correction_factor)
         if args.level_budget is not None:
@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     version = getattr(openfhe, "OPENFHE_VERSION", None) or openfhe.__version__
     report = {"preset": params.name, "backend": args.backend, "openfhe_version": version, "slots": args.slots,
               "level_budget": list(params.level_budget),
-              "bootstrap_depth": params.bootstrap_depth, "dim1": list(params.bootstrap_dim1),
+              "bootstrap_depth": params.bootstrap_depth,
+              "dim1": list(params.streamed_bootstrap_dim1 if streamed else params.bootstrap_dim1),
               "correction_factor": params.bootstrap_correction_factor,
               "bootstrap": "streamed" if streamed else "openfhe",
               "bootstrap_keys": key_count, "bootstrap_rotations": rotations, **figures,

@@ -154,7 +154,8 @@ def test_the_streamed_bootstrap_is_right_where_openfhe_1_5_1_is_not():
     from resnet_fhe.backends.openfhe_backend import setup_bootstrap
 
     native_module()
-    params = dataclasses.replace(load_preset("toy-insecure"), level_budget=(2, 2), bootstrap_dim1=(0, 4))
+    params = dataclasses.replace(load_preset("toy-insecure"), level_budget=(2, 2), bootstrap_dim1=(0, 4),
+                                 streamed_bootstrap_dim1=(0, 4))
     context = build_context(params, library="native")
     keys = context.KeyGen()
     context.EvalMultKeyGen(keys.secretKey)

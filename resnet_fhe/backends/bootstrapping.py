@@ -132,7 +132,8 @@ def new_streamed_bootstrap(context, params: CkksParameters, slots: int):
     """The native StreamedBootstrap of a preset at `slots`: its stages, key generation and evaluation."""
     from resnet_fhe.backends.openfhe_backend import fhe_library
 
-    return fhe_library("native").StreamedBootstrap(context, list(params.level_budget), list(params.bootstrap_dim1),
+    return fhe_library("native").StreamedBootstrap(context, list(params.level_budget),
+                                                   list(params.streamed_bootstrap_dim1),
                                                    slots, params.bootstrap_correction_factor)
 
 
@@ -156,8 +157,9 @@ class MemoryStageKeys:
 
 
 # One slot count's streamed bootstrap keys, in a folder of their own: the special keys and one file per stage,
-# each a raw tower file of the native build (native/src/tower_files.h). A key store's manifest names them
-# STREAMED_KEYS ("streamed" stores, OpenFHE-serialized, came before and are refused).
+# each a raw tower file of the native build (native/src/tower_files.h), as are a native store's rotation keys.
+# A key store's manifest names them STREAMED_KEYS ("streamed" stores, OpenFHE-serialized, came before and are
+# refused).
 SPECIAL_KEYS_FILE = "special.bin"
 STREAMED_KEYS = "streamed-towers"
 

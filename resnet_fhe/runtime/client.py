@@ -80,13 +80,13 @@ class Client:
         towers = rotation_key_towers(plan)
         for index in plan_rotation_keys(plan):  # one file per key: ops load just the keys they use
             rotation_keys[str(index)] = f"rotations/{'m' if index < 0 else 'p'}{abs(index)}.bin"
-            context.ClearEvalAutomorphismKeys()
+            path = str(server_dir / rotation_keys[str(index)])
             if streamed:  # the native build makes only what its levels read (most convolutions: 2-3 towers)
-                context.InsertEvalAutomorphismKey(fhe.RotationKeysAtTowers(pair.secretKey, [index], towers[index]),
-                                                  tag)
-            else:
-                context.EvalRotateKeyGen(pair.secretKey, [index])
-            ok &= context.SerializeEvalAutomorphismKey(str(server_dir / rotation_keys[str(index)]), fhe.BINARY)
+                ok &= fhe.SerializeKeyMap(path, fhe.RotationKeysAtTowers(pair.secretKey, [index], towers[index]))
+                continue
+            context.ClearEvalAutomorphismKeys()
+            context.EvalRotateKeyGen(pair.secretKey, [index])
+            ok &= context.SerializeEvalAutomorphismKey(path, fhe.BINARY)
         covers: dict[str, list[int]] = {}  # slots -> the plan's rotations whose keys bootstrapping has too
         for slots in slot_counts:
             context.ClearEvalAutomorphismKeys()

@@ -83,7 +83,9 @@ class PhaseKeys:
                     raise KeyStoreError(f"{op.name} needs rotation key {index}, which the key store lacks "
                                         "(made for another plan?)")
                 path = str(server.file(name))
-                if not cc.DeserializeEvalAutomorphismKey(path, fhe.BINARY):
+                if streamed:  # the native build's stores hold raw tower files (native/src/tower_files.h)
+                    cc.InsertEvalAutomorphismKey(fhe.DeserializeKeyMap(path, cc), server.manifest["key_tag"])
+                elif not cc.DeserializeEvalAutomorphismKey(path, fhe.BINARY):
                     raise KeyStoreError(f"could not load evaluation keys from {path}")
             if fresh and self.bootstrap_keys is not None:
                 cc.InsertEvalAutomorphismKey(self.bootstrap_keys, server.manifest["key_tag"])
