@@ -190,7 +190,7 @@ def test_streamed_keys_and_transforms_from_files_give_what_memory_gives(tmp_path
             assert np.max(np.abs(np.array(got.GetRealPackedValue()) - want)) < 2**-8
     transforms = native.StreamedBootstrap(context, [2, 2], [0, 0], 1024, 0)
     per_key = [(tmp_path / name).stat().st_size / len(transforms.StageRotations(stage))
-               for stage, name in enumerate(names[1:])]
+               for stage, name in enumerate(list(names)[1:])]
     assert per_key[-1] < 0.8 * per_key[0]
     from_files.release()
     assert not list(Path(from_files._folder.name).iterdir())  # the encoded transforms' files are gone

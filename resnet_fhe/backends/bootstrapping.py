@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 from resnet_fhe.errors import PlanError
+from resnet_fhe.hashing import sha256_file
 from resnet_fhe.plan.params import CkksParameters
 
 
@@ -168,22 +170,33 @@ def stage_keys_file(stage: int) -> str:
     return f"stage-{stage}.bin"
 
 
-def write_stage_keys(context, params: CkksParameters, secret_key, slots: int, folder: Path) -> list[str]:
-    """Makes and writes one slot count's streamed bootstrap keys, one stage at a time (so the peak is one
-    stage's keys), into `folder`; returns the file names. The context's key table must hold no
-    automorphism keys of the secret key (OpenFHE skips rotations it already has a key for)."""
+def write_stage_keys(context, params: CkksParameters, secret_key, slots: int, folder: Path) -> dict[str, str]:
+    """Makes and writes one slot count's streamed bootstrap keys into `folder`, one stage at a time;
+    returns each file's name and sha256. A stage's keys are written and hashed on a thread while the next
+    stage's are made (the writing mostly waits on the disk; at default-128 it was a third of the keygen),
+    so at most two stages' keys are in memory. The context's key table must hold no automorphism keys of
+    the secret key (OpenFHE skips rotations it already has a key for)."""
     from resnet_fhe.backends.openfhe_backend import fhe_library
 
     fhe = fhe_library("native")
     transforms = new_streamed_bootstrap(context, params, slots)
-    names = [SPECIAL_KEYS_FILE] + [stage_keys_file(stage) for stage in range(transforms.stage_count)]
     folder.mkdir(parents=True, exist_ok=True)
-    ok = fhe.SerializeKeyMap(str(folder / names[0]), transforms.GenerateSpecialKeys(secret_key))
-    for stage, name in enumerate(names[1:]):
-        ok &= fhe.SerializeKeyMap(str(folder / name), transforms.GenerateStageKeys(secret_key, stage))
-    if not ok:
-        raise OSError(f"writing the bootstrap keys under {folder} failed")
-    return names
+
+    def write(name: str, keys) -> tuple[str, str]:
+        if not fhe.SerializeKeyMap(str(folder / name), keys):
+            raise OSError(f"writing the bootstrap keys to {folder / name} failed")
+        return name, sha256_file(folder / name)
+
+    digests: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="key-writer") as writer:
+        pending = writer.submit(write, SPECIAL_KEYS_FILE, transforms.GenerateSpecialKeys(secret_key))
+        for stage in range(transforms.stage_count):
+            keys = transforms.GenerateStageKeys(secret_key, stage)
+            digests.update([pending.result()])  # the previous stage's keys, written: freed here
+            pending = writer.submit(write, stage_keys_file(stage), keys)
+            del keys
+        digests.update([pending.result()])
+    return digests
 
 
 class FileStageKeys:

@@ -88,10 +88,13 @@ class Client:
             context.EvalRotateKeyGen(pair.secretKey, [index])
             ok &= context.SerializeEvalAutomorphismKey(path, fhe.BINARY)
         covers: dict[str, list[int]] = {}  # slots -> the plan's rotations whose keys bootstrapping has too
+        digests: dict[str, str] = {}  # server files hashed as they were written
         for slots in slot_counts:
             context.ClearEvalAutomorphismKeys()
             if streamed:  # one key file per stage, made one stage at a time
-                write_stage_keys(context, plan.params, pair.secretKey, slots, server_dir / f"bootstrap/{slots}")
+                folder = server_dir / f"bootstrap/{slots}"
+                written = write_stage_keys(context, plan.params, pair.secretKey, slots, folder)
+                digests.update({f"bootstrap/{slots}/{name}": digest for name, digest in written.items()})
                 covers[str(slots)] = []  # stage keys never stand in for the plan's rotation keys
                 continue
             # Keys only: the encoded transforms (gigabytes) are the server's business, so the client's
@@ -114,7 +117,7 @@ class Client:
                                     "rotation_keys": rotation_keys,
                                     "bootstrap": bootstrap_key_kind(library),
                                     "bootstrap_slots": slot_counts, "bootstrap_covers": covers,
-                                    "params": plan.params.to_dict()})
+                                    "params": plan.params.to_dict()}, known=digests)
         bootstrap_files = sum(1 for path in (server_dir / "bootstrap").rglob("*") if path.is_file())
         _log(f"keygen: {len(rotation_keys)} rotation key files, {bootstrap_files} bootstrap key files "
              f"({'one per stage, ' if streamed else ''}{len(slot_counts)} slot count(s)) in "

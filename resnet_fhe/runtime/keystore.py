@@ -30,9 +30,13 @@ class KeyStoreError(ResnetFheError):
     """A key store or ciphertext file is missing, tampered with, or belongs to another plan."""
 
 
-def write_manifest(server_dir: Path, fields: dict) -> None:
-    files = {str(p.relative_to(server_dir)): sha256_file(p) for p in sorted(server_dir.rglob("*"))
-             if p.is_file() and p.name != MANIFEST}
+def write_manifest(server_dir: Path, fields: dict, known: dict[str, str] | None = None) -> None:
+    """Writes the manifest with every server file's sha256; `known` gives digests already computed (by
+    relative path), taken as they are."""
+    known = known or {}
+    files = {name: known.get(name) or sha256_file(p)
+             for p in sorted(server_dir.rglob("*")) if p.is_file() and p.name != MANIFEST
+             for name in [str(p.relative_to(server_dir))]}
     (server_dir / MANIFEST).write_text(json.dumps({"format": FORMAT, **fields, "files": files}, indent=1) + "\n")
 
 
