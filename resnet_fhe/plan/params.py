@@ -55,8 +55,9 @@ class CkksParameters:
     {3,3}: 47 keys at (8, 4) against 66 at OpenFHE's choice, 2 GB less) for a few more key switches.
     `streamed_bootstrap_dim1`: the same for the native build's streamed bootstrap, which holds one stage's
     keys at a time and whose hoisted baby steps are cheap (fused key switches, no NTTs) where each giant
-    step is a full key switch; so it takes more baby steps: OpenFHE's choice (0, 0) gave the default
-    preset's stages 5.4 s of compute per bootstrap against 8.0 s at (8, 4), for 99 stage keys against 63.
+    step is a full key switch; so it takes more baby steps: at OpenFHE's choice (0, 0) a default-128
+    image took 438.5 s against 523.4 s at (8, 4), for 99 stage keys against 63 (bench/results/
+    native-2026-12-01c/).
     `bootstrap_correction_factor`: how far OpenFHE scales a message down before the modular reduction
     (0: OpenFHE's choice, 8 at N=2^16 and 16,384 slots). Each step less halves the error, down to the
     smallest it accepts, first_mod_bits - scale_bits (default-128: 6 gives 2^-12.1 against 2^-10.1, for
