@@ -295,3 +295,29 @@ def test_the_bootstrap_measurement_reports_the_streamed_bootstrap(tmp_path):
     assert report["bootstrap"] == "streamed" and report["error_std_bits"] > 12
     assert len(report["stage_keys"]) == 4 and report["key_bytes"] > 0  # level budget {2, 2}: four stages
     assert [p.name for p in tmp_path.iterdir()] == ["bootstrap.json"]  # the key folder is removed
+
+
+def test_the_keygens_chacha20_is_rfc_8439s_across_its_refills():
+    """Keygen's uniform bits come from ChaCha20 (native/src/key_sampling.h): RFC 8439's block function
+    test vector (section 2.3.2: key 00..1f, nonce 000000090000004a00000000, block counter 1), and the
+    keystream read on across the generator's eight-block refills equals streams started at those blocks."""
+    native = native_module()
+    key, nonce = bytes(range(32)), bytes.fromhex("000000090000004a00000000")
+    stream = native.ChaCha20Keystream(key, nonce, 1, 64 * 20)
+    assert stream[:64].hex() == ("10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e"
+                                 "d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e")
+    for block in (7, 8, 9, 16, 17):
+        assert native.ChaCha20Keystream(key, nonce, 1 + block, 64) == stream[64 * block:64 * (block + 1)]
+    with pytest.raises(ValueError, match="32-byte key"):
+        native.ChaCha20Keystream(key[:16], nonce, 0, 64)
+
+
+@pytest.mark.parametrize("modulus", [3 * 2**38 + 1, 2**59 - 55])  # a quarter of draws rejected; almost none
+def test_keygens_uniform_residues_fill_the_whole_range_evenly(modulus):
+    """Residues as a key's uniform half is drawn: below the modulus, and spread evenly over 16 equal
+    buckets of [0, modulus) (a chi-square far below what a bit mask one bit short, or a bias, would give)."""
+    samples = native_module().UniformResidues(modulus, 160_000, bytes(range(1, 33)))
+    assert samples.dtype == np.uint64 and int(samples.max()) < modulus
+    counts = np.bincount((samples // np.uint64(-(-modulus // 16))).astype(np.int64), minlength=16)
+    expected = len(samples) / 16
+    assert len(counts) == 16 and float(((counts - expected) ** 2 / expected).sum()) < 50  # 15 degrees of freedom

@@ -17,6 +17,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <complex>
 #include <cstdint>
 #include <map>
@@ -36,6 +37,7 @@
 #include "openfhe.h"
 #include "scheme/ckksrns/ckksrns-fhe.h"
 #include "scheme/ckksrns/ckksrns-ser.h"
+#include "key_sampling.h"
 #include "streamed_bootstrap.h"
 #include "tower_files.h"
 
@@ -347,6 +349,26 @@ void bind_context(py::module_& m) {
         .def("EvalBootstrap", [](const Context& self, const Ct& ct) { return self.EvalBootstrap(ct); }, Release());
 }
 
+// A ChaCha20 stream from a 32-byte key and 12-byte nonce, read little-endian as RFC 8439 does.
+resnet_fhe::ChaCha20Stream chacha20_stream(const py::bytes& key, const py::bytes& nonce, uint32_t counter) {
+    const std::string key_bytes = key, nonce_bytes = nonce;
+    if (key_bytes.size() != 32 || nonce_bytes.size() != 12)
+        throw py::value_error("ChaCha20 takes a 32-byte key and a 12-byte nonce");
+    auto word = [](const std::string& bytes, size_t i) {
+        uint32_t value = 0;
+        for (int b = 3; b >= 0; --b)
+            value = (value << 8) | static_cast<uint8_t>(bytes[4 * i + b]);
+        return value;
+    };
+    std::array<uint32_t, 8> key_words;
+    std::array<uint32_t, 3> nonce_words;
+    for (size_t i = 0; i < 8; ++i)
+        key_words[i] = word(key_bytes, i);
+    for (size_t i = 0; i < 3; ++i)
+        nonce_words[i] = word(nonce_bytes, i);
+    return resnet_fhe::ChaCha20Stream(key_words, nonce_words, counter);
+}
+
 // resnet-fhe's own bootstrap (streamed_bootstrap.h): Python loads each stage's keys (a key-map file)
 // just before the stage and drops them after it.
 void bind_streamed_bootstrap(py::module_& m) {
@@ -398,6 +420,27 @@ void bind_streamed_bootstrap(py::module_& m) {
     m.def("DeserializeKeyMap", [](const std::string& path, const ContextPtr& context) {
         return AutomorphismKeys{resnet_fhe::ReadKeyMapTowers(path, context)};
     }, py::arg("path"), py::arg("context"), Release());
+    // The keygen's uniform sampling (key_sampling.h), exposed for its tests.
+    m.def("ChaCha20Keystream", [](const py::bytes& key, const py::bytes& nonce, uint32_t counter, size_t size) {
+        auto stream = chacha20_stream(key, nonce, counter);
+        std::string out(size, '\0');
+        for (size_t i = 0; i < size; i += 4) {
+            const uint32_t word = stream.NextWord();
+            for (size_t b = 0; b < 4 && i + b < size; ++b)
+                out[i + b] = static_cast<char>(word >> (8 * b));
+        }
+        return py::bytes(out);
+    }, py::arg("key"), py::arg("nonce"), py::arg("counter"), py::arg("size"));
+    m.def("UniformResidues", [](uint64_t modulus, size_t count, const py::bytes& key) {
+        if (modulus < 2)
+            throw py::value_error("UniformResidues: the modulus must be at least 2");
+        auto stream = chacha20_stream(key, py::bytes(std::string(12, '\0')), 0);
+        py::array_t<uint64_t> out(count);
+        auto values = out.mutable_unchecked<1>();
+        for (size_t i = 0; i < count; ++i)
+            values(i) = resnet_fhe::UniformResidue(modulus, stream);
+        return out;
+    }, py::arg("modulus"), py::arg("count"), py::arg("key"));
 }
 
 // glibc serves each allocation above its mmap threshold (128 KiB at first) with a fresh mmap, and a
