@@ -276,6 +276,33 @@ def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
             "key_load_seconds": round(sum(p["key_load_seconds"] for p in layers), 2), "layers": layers}
 
 
+def cmd_imagecrypt(args: argparse.Namespace) -> dict[str, Any]:
+    """Pixel-based encryption of a .npy batch of 8-bit images, each with its own key; the keys are not kept."""
+    import secrets
+
+    from resnet_fhe.imagecrypt import encrypt_batch
+
+    if args.input.suffix != ".npy" or not args.input.is_file():
+        raise InputError(f"--input must be an existing .npy file of uint8 images, not {args.input}")
+    if args.output.resolve() == args.input.resolve():
+        raise InputError("--output must differ from --input (the plain images would be overwritten)")
+    try:
+        images = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{args.input} is not a readable .npy array: {exc}") from exc
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise InputError(f"{args.input} must hold uint8 images (N, C, H, W) or (N, H, W), "
+                         f"not {images.dtype} {images.shape}")
+    # Without --seed the keys come from the operating system and cannot be made again (the scheme needs none).
+    seed = args.seed if args.seed is not None else secrets.randbits(128)
+    encrypted = encrypt_batch(images, seed=seed, block=args.block)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.output, encrypted)
+    print(f"{len(encrypted)} images encrypted into {args.output}", file=sys.stderr)
+    return {"input": str(args.input), "output": str(args.output), "images": len(encrypted),
+            "block": args.block, "reproducible_from_seed": args.seed is not None}
+
+
 def cmd_decrypt(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.runtime import Client
 
@@ -357,6 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument("--input", type=Path, required=True)
     decrypt.add_argument("--json", type=Path, default=None)
     decrypt.set_defaults(handler=cmd_decrypt)
+
+    imagecrypt = commands.add_parser("imagecrypt", help="pixel-based image encryption (no CKKS): negative-positive "
+                                     "and colour shuffling with an independent key per image")
+    imagecrypt.add_argument("--input", type=Path, required=True, help=".npy of uint8 images, (N, C, H, W) or (N, H, W)")
+    imagecrypt.add_argument("--output", type=Path, required=True, help=".npy to write the encrypted images to")
+    imagecrypt.add_argument("--seed", type=int, default=None,
+                            help="derive the keys from this seed (experiments); default: fresh keys from the OS")
+    imagecrypt.add_argument("--block", type=int, default=1, help="key block size (1: pixel-based; B: one key per BxB)")
+    imagecrypt.add_argument("--json", type=Path, default=None)
+    imagecrypt.set_defaults(handler=cmd_imagecrypt)
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a model on CIFAR-10")
     plan_options(evaluate)

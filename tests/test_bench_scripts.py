@@ -72,3 +72,16 @@ def test_main_job_checks_the_native_build_before_compiling(tmp_path, capsys, mon
     monkeypatch.setattr(plan_cache, "compile_model_cached", no_compile)
     assert _script("resnet20").main(["--backend", "native", "--json", str(tmp_path / "x.json")]) == 2
     assert "make native" in capsys.readouterr().err
+
+
+def test_pixel_attack_writes_every_figure_for_the_grey_sets(tmp_path):
+    script = _script("pixel_attack")
+    if not (script.DATA / script.GREY_SETS["mnist"]).is_file():
+        pytest.skip(f"MNIST not found under {script.DATA}")
+    out = tmp_path / "attack.json"
+    assert script.main(["--dataset", "mnist", "--images", "20", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["results"]["mnist"]
+    assert figures["images"] == 20 and 0 <= figures["pixels_recovered_exactly"] <= 1
+    assert figures["psnr_recovered_db"] > figures["psnr_encrypted_db"]
+    with pytest.raises(SystemExit):
+        script.main(["--images", "0"])
