@@ -85,3 +85,19 @@ def test_pixel_attack_writes_every_figure_for_the_grey_sets(tmp_path):
     assert figures["psnr_recovered_db"] > figures["psnr_encrypted_db"]
     with pytest.raises(SystemExit):
         script.main(["--images", "0"])
+
+
+def test_selective_encryption_measures_each_encoding(tmp_path):
+    script = _script("selective_encryption")
+    if not script.DATA.is_file():
+        pytest.skip(f"NEU-CLS not found at {script.DATA}")
+    out = tmp_path / "selective.json"
+    assert script.main(["--images", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    per_image = result["per_image"]
+    assert per_image["whole_image_packed"]["ciphertexts"] == 2 and per_image["every_chunk"]["ciphertexts"] == 16
+    selected = result["encrypted_chunk_fraction"] * 16
+    assert per_image["selected_chunks"]["ciphertexts"] == pytest.approx(selected)
+    assert per_image["every_chunk"]["bytes"] == pytest.approx(8 * per_image["whole_image_packed"]["bytes"], rel=0.01)
+    with pytest.raises(SystemExit):
+        script.main(["--images", "0"])

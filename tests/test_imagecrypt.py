@@ -146,3 +146,16 @@ def test_the_cli_encrypts_a_batch_file_and_refuses_what_it_cannot_use(tmp_path, 
     assert main(["imagecrypt", "--input", str(tmp_path / "plain.npy"), "--output", str(tmp_path / "plain.npy")]) == 2
     assert "uint8" in capsys.readouterr().err
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_bilinear_resizing_keeps_flat_images_and_ramps_and_chunks_tile_the_image():
+    from resnet_fhe.imagecrypt import chunk_grid, resize_bilinear
+
+    assert np.array_equal(resize_bilinear(np.full((200, 200), 77, dtype=np.uint8), 112, 112), np.full((112, 112), 77))
+    ramp = np.tile(np.arange(0, 200, 2, dtype=np.float64), (4, 1))  # 4 x 100, slope 2 per pixel
+    halved = resize_bilinear(ramp, 4, 50)
+    assert np.allclose(np.diff(halved[0]), 4.0)  # slope 4 per output pixel, pixel centres aligned
+    assert np.isclose(halved[0, 0], 1.0)  # the centre of output pixel 0 is input coordinate 0.5
+    image = np.arange(112 * 112).reshape(112, 112)
+    grid = chunk_grid(image)
+    assert grid.shape == (4, 4, 28, 28) and np.array_equal(grid[1, 2], image[28:56, 56:84])

@@ -10,8 +10,15 @@
 numpy only at run time. Keys come from a seeded generator and are never written beside the images.
 """
 
-from resnet_fhe.imagecrypt.chunks import chunk_scores, equalize_histogram, select_chunks, sobel_magnitude
+from resnet_fhe.imagecrypt.chunks import (
+    chunk_grid,
+    chunk_scores,
+    equalize_histogram,
+    resize_bilinear,
+    select_chunks,
+    sobel_magnitude,
+)
 from resnet_fhe.imagecrypt.pixel import PixelKey, decrypt, encrypt, encrypt_batch, image_keys
 
-__all__ = ["PixelKey", "chunk_scores", "decrypt", "encrypt", "encrypt_batch", "equalize_histogram", "image_keys",
-           "select_chunks", "sobel_magnitude"]
+__all__ = ["PixelKey", "chunk_grid", "chunk_scores", "decrypt", "encrypt", "encrypt_batch", "equalize_histogram",
+           "image_keys", "resize_bilinear", "select_chunks", "sobel_magnitude"]
