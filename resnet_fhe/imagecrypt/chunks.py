@@ -85,7 +85,6 @@ def sobel_magnitude(image: np.ndarray) -> np.ndarray:
 
 def chunk_scores(image: np.ndarray, chunk: int = PAPER_CHUNK) -> np.ndarray:
     """(rows, cols) mean Sobel magnitude of each chunk x chunk square, row-major over the image."""
-    chunk_grid(image, chunk)  # checks the size
     return chunk_grid(sobel_magnitude(image), chunk).mean(axis=(2, 3))
 
 
