@@ -17,7 +17,18 @@ NATIVE ?= $(shell scripts/native-available.sh "$(OPENFHE_TARBALL)")
 endif
 NATIVE ?= 0
 
-.PHONY: setup bench test lint clean native
+# The torch extra (importing torch models, training the MNIST CNNs): torch's CPU build in its own venv,
+# .venv-torch, on the newest Python it has a wheel for (the engine's .venv is 3.10 for openfhe's wheels,
+# and PyPI's torch for 3.10 is a 4.7 GB CUDA build). TORCH_WHEEL names a local CPU wheel; `make test`
+# runs the torch tests where one is found (scripts/torch-wheel.sh), TORCH=0 skips them.
+TORCH_VENV := .venv-torch
+TORCH_WHEEL ?= $(shell scripts/torch-wheel.sh)
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+TORCH ?= $(if $(TORCH_WHEEL),1,0)
+endif
+TORCH ?= 0
+
+.PHONY: setup bench test lint clean native torch test-torch train-mnist
 
 setup: $(STAMP)
 
@@ -37,12 +48,32 @@ native: setup
 	  $(if $(OPENFHE_TARBALL),-DOPENFHE_SOURCE_TARBALL=$(abspath $(OPENFHE_TARBALL)))
 	cmake --build $(NATIVE_BUILD) --parallel $(THREADS)
 
-test: setup $(if $(filter 1,$(NATIVE)),native)
+test: setup $(if $(filter 1,$(NATIVE)),native) $(if $(filter 1,$(TORCH)),torch)
 	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=$(THREADS) RESNET_FHE_REQUIRE_NATIVE=$(NATIVE) $(PY) -m pytest -q $(ARGS)
+	$(if $(filter 1,$(TORCH)),$(MAKE) --no-print-directory test-torch)
+
+torch: $(TORCH_VENV)/.installed
+
+$(TORCH_VENV)/.installed:
+	@test -n "$(TORCH_WHEEL)" || { echo "no torch CPU wheel found: set TORCH_WHEEL=path/to/torch-...+cpu-...whl" >&2; exit 1; }
+	"$$(scripts/torch-wheel.sh --python)" -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet "$(TORCH_WHEEL)" 'numpy>=1.24' 'psutil>=5.9' 'pytest>=7'
+	@touch $@
+
+# The tracer's tests with torch (the engine's modules they use need only numpy).
+test-torch: torch
+	PYTHONPATH=. OMP_NUM_THREADS=$(THREADS) $(TORCH_VENV)/bin/python -m pytest -q tests/test_torch_import.py \
+	  tests/test_reference.py -k "torch"
+
+# The shipped CryptonDL-shaped CNNs (weights/cryptondl-*.npz): bench/train_mnist.py, minutes on 2 cores.
+train-mnist: torch
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_mnist.py --dataset mnist --out weights/cryptondl-mnist.npz
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_mnist.py --dataset fashion-mnist \
+	  --out weights/cryptondl-fashion-mnist.npz
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) results $(NATIVE_BUILD) resnet_fhe/_native*.so
+	rm -rf $(VENV) $(TORCH_VENV) results $(NATIVE_BUILD) resnet_fhe/_native*.so

@@ -16,6 +16,7 @@ from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
 from resnet_fhe.compiler.compile import SHALLOW_TRANSITIONS_HELP, CompileOptions
 from resnet_fhe.compiler.packing import images_per_query_arg
 from resnet_fhe.compiler.polynomial import RELU_FORMS
+from resnet_fhe.data import DATASET_NAMES
 from resnet_fhe.errors import InputError, ResnetFheError
 
 BACKEND_HELP = ("OpenFHE library: openfhe (the PyPI wheel) or native (OpenFHE built from source, `make native`; "
@@ -35,10 +36,24 @@ def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
 
 
 def _dataset(args: argparse.Namespace):
-    from resnet_fhe.data import load_cifar10, load_sample
+    """The images a command reads: --sample, else --dataset (evaluate: default the model's own data set)."""
+    from resnet_fhe.data import load_dataset, load_sample
 
-    data = load_sample() if args.sample else load_cifar10(args.split, args.data_dir)
+    name = getattr(args, "dataset", None) or "cifar10"
+    if args.sample and name != "cifar10":
+        raise InputError("--sample is a CIFAR-10 test sample; it does not go with --dataset " + name)
+    data = load_sample() if args.sample else load_dataset(name, args.split, args.data_dir)
     return data.take(args.images, args.start)
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    """The mean over classes of 2 TP / (2 TP + FP + FN) (a class never predicted nor present counts 0)."""
+    scores = []
+    for label in range(classes):
+        tp = int(np.sum((predicted == label) & (labels == label)))
+        wrong = int(np.sum((predicted == label) != (labels == label)))
+        scores.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+    return float(np.mean(scores))
 
 
 def plain_logits(graph, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
@@ -122,7 +137,7 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from resnet_fhe.models import load_model
+    from resnet_fhe.models import load_model, model_dataset
 
     if args.mode == "encrypted" and args.images is None:
         raise InputError("encrypted evaluation takes minutes per image at 128 bits: say how many with --images N")
@@ -135,8 +150,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError("--bootstrap-error-bits takes a number of bits between 0 and 60 and goes with "
                          "--mode simulate --noise")
 
-    data = _dataset(args)
     graph = load_model(args.model)
+    args.dataset = args.dataset or model_dataset(args.model)
+    expected = graph.input.shape
+    data = _dataset(args)
+    if data.images.shape[1:] != (expected.channels, expected.height, expected.width):
+        raise InputError(f"{args.model} takes {expected} images; {args.dataset} has {data.images.shape[1:]}")
     _log(f"evaluating {graph.name} ({args.mode}) on {len(data)} {data.split} images from {data.source}")
     started = time.perf_counter()
     plain = plain_logits(graph, data.images)
@@ -151,7 +170,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     elif args.mode == "encrypted":
         logits = encrypted_logits(batch_plan(args, len(data), result), data.images, args, result)
     correct = int((logits.argmax(axis=1) == data.labels).sum())
-    result.update(correct=correct, top1=correct / len(data), seconds=round(time.perf_counter() - started, 2))
+    result.update(dataset=args.dataset, correct=correct, top1=correct / len(data),
+                  macro_f1=macro_f1(logits.argmax(axis=1), data.labels, logits.shape[1]),
+                  seconds=round(time.perf_counter() - started, 2))
     line = f"{graph.name} {args.mode}: top-1 {100 * result['top1']:.2f}% ({correct}/{len(data)} {data.split} images)"
     if args.mode != "plain":
         plain_correct = int((plain.argmax(axis=1) == data.labels).sum())
@@ -303,6 +324,53 @@ def cmd_imagecrypt(args: argparse.Namespace) -> dict[str, Any]:
             "block": args.block, "reproducible_from_seed": args.seed is not None}
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    """argparse type of --mean/--std: comma-separated numbers."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,0.5,0.5, got {text!r}") from None
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    """argparse type of --input-shape: C,H,W."""
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W like 1,28,28, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
+
+
+def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
+    """A torch model traced into the project's weights format (needs the torch extra)."""
+    if not args.model.is_file():
+        raise InputError(f"{args.model} does not exist")
+    if (args.mean is None) != (args.std is None) or (args.mean and len(args.mean) not in (1, args.input_shape[0])):
+        raise InputError(f"--mean and --std go together, with 1 or {args.input_shape[0]} values each")
+    if args.std and min(args.std) <= 0:
+        raise InputError("--std values must be positive")
+    try:
+        import torch
+    except ImportError:
+        raise InputError("importing a torch model needs torch: pip install 'resnet-fhe[torch]' (or make torch)") \
+            from None
+    from resnet_fhe.models.torch_import import weights_from_module
+
+    # A whole pickled module: unpickling runs code from the file, so only import files you trust.
+    module = torch.load(args.model, map_location="cpu", weights_only=False)
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"{args.model} holds a {type(module).__name__}, not a torch.nn.Module: save the model "
+                         "itself (torch.save(model, path)), not its state dict")
+    provenance = {"source": {"kind": "torch module", "file": args.model.name, "class": type(module).__name__}}
+    if args.dataset:
+        provenance["dataset"] = args.dataset
+    weights = weights_from_module(module, args.input_shape, provenance, args.output.stem, args.mean, args.std)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    weights.save(args.output)
+    nodes = weights.meta["nodes"]
+    print(f"{args.model} -> {args.output}: {len(nodes)} layers ({', '.join(sorted({n['type'] for n in nodes}))})")
+    return {"model": str(args.model), "output": str(args.output), "layers": len(nodes)}
+
+
 def cmd_decrypt(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.runtime import Client
 
@@ -395,7 +463,20 @@ def build_parser() -> argparse.ArgumentParser:
     imagecrypt.add_argument("--json", type=Path, default=None)
     imagecrypt.set_defaults(handler=cmd_imagecrypt)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy of a model on CIFAR-10")
+    importer = commands.add_parser("import", help="trace a torch model (torch.save(model, path)) into a weights file")
+    importer.add_argument("model", type=Path, help="a pickled torch.nn.Module (.pt); only import files you trust")
+    importer.add_argument("--input-shape", type=_shape, required=True, help="C,H,W of one input image, e.g. 1,28,28")
+    importer.add_argument("--output", type=Path, required=True, help="weights .npz to write")
+    importer.add_argument("--mean", type=_floats, default=None, help="input normalisation the model was trained with")
+    importer.add_argument("--std", type=_floats, default=None)
+    importer.add_argument("--dataset", choices=DATASET_NAMES, default=None,
+                          help="the data set it was trained on (calibration reads its training images)")
+    importer.add_argument("--json", type=Path, default=None)
+    importer.set_defaults(handler=cmd_import)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy of a model on its data set (CIFAR-10, MNIST, ...)")
+    evaluate.add_argument("--dataset", choices=DATASET_NAMES, default=None,
+                          help="test images to classify (default: the data set the model was trained on)")
     plan_options(evaluate)
     evaluate.add_argument("--mode", choices=["plain", "simulate", "encrypted"], default="plain",
                           help="plain: numpy reference; simulate: the compiled plan on slot vectors; encrypted: "

@@ -101,3 +101,27 @@ def test_selective_encryption_measures_each_encoding(tmp_path):
     assert per_image["every_chunk"]["bytes"] == pytest.approx(8 * per_image["whole_image_packed"]["bytes"], rel=0.01)
     with pytest.raises(SystemExit):
         script.main(["--images", "0"])
+
+
+def test_compare_tenseal_runs_both_systems_on_the_same_images(tmp_path):
+    """Two MNIST test images through TenSEAL's tutorial pipeline and resnet-fhe's 128-bit small-128 plan:
+    every figure of the issue's table is written, and both systems classify the images the plain model does."""
+    pytest.importorskip("tenseal")
+    out = tmp_path / "compare.json"
+    assert _script("compare_tenseal").main(["--images", "2", "--single", "0", "--datasets", "mnist",
+                                            "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["mnist"]
+    for system in ("resnet_fhe", "tenseal"):
+        figures = result[system]
+        assert set(figures) >= {"accuracy", "f1", "seconds_per_image", "peak_rss_gb", "images"}
+        assert figures["images"] == 2 and figures["accuracy"] == 1.0 and figures["seconds_per_image"] > 0
+    assert result["resnet_fhe"]["agreement_with_plain"] == 1.0
+    assert min(result[system]["ciphertext_bytes_per_image"] for system in ("resnet_fhe", "tenseal")) > 0
+    assert result["resnet_fhe"]["security"] == "HEStd_128_classic"
+    assert result["ratios"]["seconds_per_image"] > 0
+
+
+def test_compare_tenseal_refuses_a_model_of_another_shape():
+    compare = _script("compare_tenseal")
+    with pytest.raises(SystemExit, match="not a TenSEAL-tutorial-shaped CNN"):
+        compare.tutorial_layers("resnet20")

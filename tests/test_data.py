@@ -53,3 +53,30 @@ def test_unknown_split_and_bad_slice(cifar_dir):
         load_cifar10("validation", cifar_dir)
     with pytest.raises(DataError, match="asked for 20"):
         load_sample().take(20, start=len(load_sample()) - 5)
+
+
+def test_kmnist_reads_its_authors_npz_files(tmp_path):
+    from resnet_fhe.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5).astype(np.uint8)
+    np.savez_compressed(tmp_path / "kmnist-test-imgs.npz", arr_0=images)
+    np.savez_compressed(tmp_path / "kmnist-test-labels.npz", arr_0=labels)
+    data = load_dataset("kmnist", "test", tmp_path)
+    assert data.images.shape == (5, 1, 28, 28) and np.array_equal(data.images[:, 0], images)
+    assert np.array_equal(data.labels, labels)
+    with pytest.raises(DataError, match="train file"):
+        load_dataset("kmnist", "train", tmp_path)
+
+
+def test_mnist_and_fashion_mnist_load_from_the_shared_copy():
+    from resnet_fhe.data import load_dataset
+    from resnet_fhe.data.mnist import SHARED
+
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip("the workspace's MNIST copy is not here")
+    mnist, fashion = load_dataset("mnist", "test"), load_dataset("fashion-mnist", "train")
+    assert mnist.images.shape == (10000, 1, 28, 28) and len(fashion) == 60000
+    assert mnist.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the first MNIST test labels
+    with pytest.raises(DataError, match="unknown data set"):
+        load_dataset("emnist")

@@ -60,17 +60,3 @@ def test_resnet20_top1_on_full_test_set(cifar_dir):
     logits = run_graph(load_model("resnet20"), test.images.astype(np.float32) / 255, dtype=np.float32)
     correct = int((logits.argmax(axis=1) == test.labels).sum())
     assert correct == 9173  # 91.73 %, as measured with torch in the weights' PROVENANCE.md
-
-
-def test_torch_module_imports_to_the_same_function():
-    torch = pytest.importorskip("torch", reason="torch is an optional extra; install resnet-fhe[torch]")
-    from resnet_fhe.models.torch_import import graph_from_torch
-    from tests.torch_resnet import torch_resnet_from_weights
-
-    spec = ResNetSpec(depth=8, widths=(4, 8, 16))
-    model = torch_resnet_from_weights(random_resnet_weights(spec, seed=5)).eval()
-    graph = graph_from_torch(model, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    images = _pixels(4)
-    with torch.no_grad():
-        expected = model(torch.tensor((images - 0.5) / 0.25, dtype=torch.float32)).numpy()
-    np.testing.assert_allclose(run_graph(graph, images), expected, atol=1e-4)

@@ -224,7 +224,7 @@ class OpenFHEBackend:
         images = images[None] if images.ndim == 3 else images
         if not 1 <= len(images) <= self.plan.images_per_query:
             raise InputError(f"a query holds 1 to {self.plan.images_per_query} images, not {len(images)}")
-        packed = register.to_slots(pad_images(images, self.plan.images_per_query))
+        packed = register.to_slots(pad_images(self.plan.prepare_input(images), self.plan.images_per_query))
         slots = register.layout.slots
         level = self.plan.params.multiplicative_depth - self.plan.input_levels
         return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, level, None, slots))
@@ -377,6 +377,8 @@ class OpenFHEBackend:
         (T_2k(x) = T_k(2x^2 - 1)) with a series of half the degree. `ct` holds x times `factor` (its
         carrier, linear-even series only): 2x^2 - 1 = (2/factor^2) ct^2 - 1 is then ct^2 - 1 or -ct^2 - 1
         (factor sqrt2 or i*sqrt2), no level more, and c_1 x = (c_1/factor) ct."""
+        if op.function == "square" and factor == 1:
+            return self.cc.EvalSquare(ct)  # the exact square of TenSEAL-style CNNs: one level
         if not op.linear_even:
             if factor != 1:
                 raise PlanError(f"{op.name}: only a linear-even polynomial reads a paired bootstrap's output")

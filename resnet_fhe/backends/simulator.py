@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.polynomial import chebyshev
 
-from resnet_fhe.errors import InputError, PlanError
+from resnet_fhe.errors import PlanError
 from resnet_fhe.plan.layout import pad_images
 from resnet_fhe.plan.ops import AddTensors, Bootstrap, ChangeCarrier, LinearTransform, Polynomial, RotateSum
 from resnet_fhe.plan.plan import Plan
@@ -85,10 +85,8 @@ class SimulatorBackend:
         """Images (N, C, H, W) -> one (queries, slots) array per input ciphertext; the last query is
         padded with copies of its last image when N is not a multiple of the plan's images per query."""
         layout = self.plan.registers[self.plan.input].layout
-        expected = (layout.channels, layout.height, layout.width)
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise InputError(f"the plan takes images (N, {', '.join(map(str, expected))}), got {images.shape}")
-        padded = pad_images(np.asarray(images, dtype=self.dtype), layout.images)
+        tensor = self.plan.prepare_input(np.asarray(images))
+        padded = pad_images(np.asarray(tensor, dtype=self.dtype), layout.images)
         return self.plan.registers[self.plan.input].to_slots(padded)
 
     def decode_output(self, cts: list[np.ndarray]) -> np.ndarray:
@@ -146,7 +144,7 @@ class SimulatorBackend:
         return [c + self.dtype(sigma) * self.rng.standard_normal(c.shape, dtype=self.dtype) for c in cts]
 
     def _polynomial(self, op: Polynomial, cts: list[np.ndarray]) -> list[np.ndarray]:
-        if self.exact:
+        if self.exact and op.function == "relu":
             return [np.maximum(c, 0) for c in cts]
         if not self.tabulate:
             coefficients = np.asarray(op.coefficients, dtype=self.dtype)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.polynomial import chebyshev
 
 from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES, Calibration
 from resnet_fhe.compiler.levels import BOOTSTRAP_HEADROOM, place_bootstraps, trim_levels, widen_bootstraps
@@ -20,6 +21,9 @@ from resnet_fhe.compiler.lowering import (
     channel_step,
     conv_entries,
     conv_keys,
+    dense_entries,
+    dense_keys,
+    dense_layout,
     head_layout,
     pooled_linear_entries,
     subsample_entries,
@@ -29,9 +33,21 @@ from resnet_fhe.compiler.pairing import pair_bootstraps
 from resnet_fhe.compiler.polynomial import MIN_DEPTH, choose_relu
 from resnet_fhe.compiler.scales import assign_scales
 from resnet_fhe.errors import CompileError
-from resnet_fhe.ir.graph import Add, AvgPool, Conv2d, Graph, Input, Linear, Node, ReLU, Shape, ShortcutA
+from resnet_fhe.ir.graph import (
+    Add,
+    AvgPool,
+    Conv2d,
+    Graph,
+    Input,
+    Linear,
+    Node,
+    PolynomialActivation,
+    ReLU,
+    Shape,
+    ShortcutA,
+)
 from resnet_fhe.plan.layout import Layout
-from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Op, Polynomial, RotateSum
+from resnet_fhe.plan.ops import AddTensors, Bootstrap, LinearTransform, Op, Polynomial, RotateSum, depth_of_degree
 from resnet_fhe.plan.params import CkksParameters
 from resnet_fhe.plan.plan import Plan, Register
 from resnet_fhe.plan.residency import own_rotation_keys
@@ -86,11 +102,19 @@ class _Lowerer:
         self.reserve: dict[str, int] = {}
         self.constants: dict[str, np.ndarray] = {}
         self.activations: dict[str, dict] = {}
+        # Without bootstrapping every key is the linear layers' own and the whole set is small (N <= 2^15):
+        # the server holds it at once, so no per-op limit applies.
+        self.key_limit = options.max_keys_per_phase if params.bootstrapping else float("inf")
 
     def layout(self, name: str) -> Layout:
         return _tensor_layout(self.graph.shapes[name], self.params, self.options)
 
     def add_register(self, name: str, layout: Layout, scale: np.ndarray, value_range: np.ndarray) -> None:
+        scale, value_range = np.atleast_1d(scale), np.atleast_1d(value_range)
+        if layout.channels == 1 and len(scale) > 1:  # a dense layer's row (lowering.dense_layout)
+            if not np.allclose(scale, scale[0]):
+                raise CompileError(f"{name}: a vector in one block needs one scale for all entries (a compiler bug)")
+            scale, value_range = scale[:1], value_range.max(keepdims=True)
         self.registers[name] = Register(layout, list(scale), list(value_range))
 
     def linear(self, name: str, layer: str, source: str, target: str, entries: Entries, step: int,
@@ -104,7 +128,7 @@ class _Lowerer:
 
     def linear_op(self, op: LinearTransform, constants: dict[str, np.ndarray], reserve: int) -> None:
         own = own_rotation_keys(op, self.params, self.bootstrap_slots)
-        if len(own) > self.options.max_keys_per_phase:
+        if len(own) > self.key_limit:
             raise CompileError(f"{op.name} needs keys {sorted(own)} beside bootstrapping's, more than "
                                f"max_keys_per_phase={self.options.max_keys_per_phase}")
         self.ops.append(op)
@@ -128,7 +152,7 @@ class _Lowerer:
             if best is not None and op.rotations() >= best[0].rotations():
                 break
             own = own_rotation_keys(op, self.params, self.bootstrap_slots)
-            if group == 1 or len(own) <= self.options.max_keys_per_phase:
+            if group == 1 or len(own) <= self.key_limit:
                 best = op, constants
             group *= 2
         self.linear_op(*best, reserve)
@@ -142,7 +166,8 @@ class _Lowerer:
         scale = self.scales[node.name]
         self.add_register(node.name, out_layout, scale, self.calibration.ranges[node.name])
         handler = {Conv2d: self.conv, ReLU: self.relu, Add: self.add, ShortcutA: self.shortcut_a,
-                   AvgPool: self.avgpool, Linear: self.linear_head}.get(type(node))
+                   AvgPool: self.avgpool, Linear: self.linear_layer,
+                   PolynomialActivation: self.polynomial_activation}.get(type(node))
         if handler is None:
             raise CompileError(f"{type(node).__name__} {node.name!r} has no encrypted lowering; fold "
                                "BatchNorm and the input normalisation first (resnet_fhe.models.load_model)")
@@ -203,12 +228,35 @@ class _Lowerer:
             if MIN_DEPTH <= shallow < max_depth:  # else no polynomial that short is accurate enough
                 max_depth = shallow
         choice = choose_relu(samples, self.options.relu_error, max_depth, self.options.relu_form)
-        layout = self.registers[source].layout
+        layout = self.registers[source].layout  # slot-wise: the output keeps it (a dense layer's may be wider)
+        self.add_register(node.name, layout, self.scales[node.name], self.calibration.ranges[node.name])
         self.ops.append(Polynomial(node.name, node.name, source, node.name, layout.slots, layout.ciphertexts,
                                    [float(f"{c:.10g}") for c in choice.coefficients], choice.depth))
         self.activations[node.name] = {"degree": choice.degree, "depth": choice.depth,
                                        "relative_error": round(choice.error, 6),
                                        "calibrated_max_input": round(float(np.max(np.abs(samples))), 6)}
+
+    def polynomial_activation(self, node: PolynomialActivation) -> None:
+        """Exact, unlike a ReLU stand-in. A monomial c x^k (scales.py) keeps per-channel scales: its stored
+        output is the stored input to the k (the square: one EvalSquare, one level). Any other polynomial
+        p is rewritten for the tensor-wide scales a, b of its input and output: q(u) = b p(u / a)."""
+        source = node.inputs[0]
+        layout = self.registers[source].layout
+        self.add_register(node.name, layout, self.scales[node.name], self.calibration.ranges[node.name])
+        if node.monomial:
+            power = np.zeros(node.degree + 1)
+            power[-1] = 1.0
+            function = "square" if node.degree == 2 else "power"
+        else:
+            a, b = float(self.scales[source][0]), float(self.scales[node.name][0])
+            power = b * np.asarray(node.coefficients) / a ** np.arange(node.degree + 1)
+            function = "polynomial"
+        depth = 1 if function == "square" else depth_of_degree(node.degree)
+        coefficients = chebyshev.poly2cheb(power)
+        self.ops.append(Polynomial(node.name, node.name, source, node.name, layout.slots, layout.ciphertexts,
+                                   [float(f"{c:.15g}") for c in coefficients], depth, function))
+        self.activations[node.name] = {"degree": node.degree, "depth": depth, "relative_error": 0.0,
+                                       "function": function}
 
     def add(self, node: Add) -> None:
         layout = self.registers[node.name].layout
@@ -234,6 +282,25 @@ class _Lowerer:
             self.ops.append(RotateSum(target, node.name, source, target, src.slots, src.ciphertexts, group))
             self.reserve[target] = 1  # the Linear after it cannot bootstrap a sum outside [-1, 1]
             source = target
+
+    def linear_layer(self, node: Linear) -> None:
+        """After a global pool: on the block sums (pooled_linear_entries); else on the whole tensor, in
+        torch's flatten order (dense_entries)."""
+        if isinstance(self.graph.node(node.inputs[0]), AvgPool):
+            self.linear_head(node)
+            return
+        source = node.inputs[0]
+        src = self.registers[source].layout
+        out = dense_layout(src, node.weight.shape[0], self.params.max_slots)
+        self.add_register(node.name, out, self.scales[node.name], self.calibration.ranges[node.name])
+        in_scale = np.asarray(self.registers[source].scale)
+        per_input = np.repeat(in_scale, src.height * src.width)  # flatten order of the input's layout
+        weight = node.weight * (self.scales[node.name][:, None] / per_input[None, :])
+        bias = None if node.bias is None else bias_vectors(
+            (node.bias * self.scales[node.name]).reshape(out.channels, out.height, out.width), out)
+        entries, babies = dense_entries(src, weight, out)
+        self.linear(node.name, node.name, source, node.name, entries, babies, dense_keys(babies), out, bias,
+                    purpose="linear")
 
     def linear_head(self, node: Linear) -> None:
         source = node.inputs[0]
@@ -262,6 +329,13 @@ def _levels_before_bootstrap(reader: Node) -> int:
     if isinstance(reader, ShortcutA):
         return 2 if reader.stride > 1 else 1
     return 0 if isinstance(reader, Add) else 1
+
+
+def _input_transform(node: Input) -> dict[str, list[int]] | None:
+    """What the client does to an image before encrypting it (Plan.input_transform)."""
+    if node.im2col is None:
+        return None
+    return {"image_shape": [node.shape.channels, node.shape.height, node.shape.width], "im2col": list(node.im2col)}
 
 
 def _scale_channels(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -297,20 +371,20 @@ def compile_graph(graph: Graph, calibration: Calibration, params: CkksParameters
                 lowerer.registers, ops, lowerer.activations,
                 {**calibration.to_dict(), "margin": options.margin, "relu_error_target": options.relu_error,
                  "relu_form": options.relu_form},
-                lowerer.constants, input_levels=input_levels)
+                lowerer.constants, input_levels=input_levels, input_transform=_input_transform(graph.input))
     plan.seal()
     return plan
 
 
 def compile_model(model: str, preset: str, options: CompileOptions | None = None,
                   calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None) -> Plan:
-    """The plan for a shipped model name (or weights path) under a named preset, calibrated on
-    CIFAR-10 training images: what `resnet-fhe compile` writes to circuits/."""
+    """The plan for a shipped model name (or weights path) under a named preset, calibrated on training
+    images of the data set the model was trained on: what `resnet-fhe compile` writes to circuits/."""
     from resnet_fhe.compiler.calibrate import calibrate
-    from resnet_fhe.data import load_cifar10
-    from resnet_fhe.models import load_model
+    from resnet_fhe.data import load_dataset
+    from resnet_fhe.models import load_model, model_dataset
     from resnet_fhe.plan.params import load_preset
 
     graph = load_model(model)
-    calibration = calibrate(graph, load_cifar10("train", data_dir), images=calibration_images)
+    calibration = calibrate(graph, load_dataset(model_dataset(model), "train", data_dir), images=calibration_images)
     return compile_graph(graph, calibration, load_preset(preset), options, model=model)

@@ -26,12 +26,19 @@ def place_bootstraps(ops: list[Op], reserve: dict[str, int], registers: dict[str
                      params: CkksParameters) -> list[Op]:
     remaining = {input_name: params.fresh_levels}
     placed: list[Op] = []
+    headroom = BOOTSTRAP_HEADROOM if params.bootstrapping else 0
     for op in ops:
-        need = op.levels + reserve.get(op.name, 0) + BOOTSTRAP_HEADROOM
-        if need > params.levels_after_bootstrap:
+        need = op.levels + reserve.get(op.name, 0) + headroom
+        if not params.bootstrapping:
+            short = [name for name in op_inputs(op) if remaining[name] < op.levels]
+            if short:
+                raise CompileError(f"{op.name} needs {op.levels} more level(s) but {short[0]} has "
+                                   f"{remaining[short[0]]} left, and {params.name} does not bootstrap: the "
+                                   "network is too deep for this preset (choose one with more depth)")
+        elif need > params.levels_after_bootstrap:
             raise CompileError(f"{op.name} needs {need} consecutive levels (one kept for bootstrapping); "
                                f"{params.name} leaves {params.levels_after_bootstrap} after bootstrapping")
-        for name in op_inputs(op):
+        for name in op_inputs(op) if params.bootstrapping else ():
             if remaining[name] < need:
                 register = registers[name]
                 if register.bound > 1.0 + 1e-9:

@@ -71,7 +71,10 @@ def build_linear_transform(
     purpose: str = "linear",
 ) -> tuple[LinearTransform, dict[str, np.ndarray]]:
     """The op and its constants: `<name>.diagonals` (T, slots), `<name>.terms` (T, 4) rows of
-    (output ct, giant, input ct, baby index), and `<name>.bias` (outputs, slots_out) when given."""
+    (output ct, giant, input ct, baby index), and `<name>.bias` (outputs, slots_out) when given.
+
+    With slots_out < slots the result is folded (the sum of its slots_out-periodic replicas) before it is
+    cut to slots_out, so an entry may land on any slot of the same residue modulo slots_out."""
     slots = max(slots_in, slots_out)
     giant = entries.giant.astype(np.int64)
     baby = entries.baby.astype(np.int64) % slots
@@ -84,8 +87,8 @@ def build_linear_transform(
         bad = int(np.argmax(reached % slots_in != entries.in_slot % slots_in))
         raise CompileError(f"{name}: entry {bad} reaches slot {reached[bad]}, not {entries.in_slot[bad]} "
                            "(a lowering bug)")
-    if np.any(entries.out_slot >= slots_out):
-        raise CompileError(f"{name}: output slots beyond {slots_out}")
+    if np.any(entries.out_slot >= slots):
+        raise CompileError(f"{name}: output slots beyond {slots}")
     chain = baby_chain(list(np.unique(baby)), keys, slots)
     offsets = np.array([step.offset % slots for step in chain])
     order = np.argsort(offsets)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from resnet_fhe.compiler.linear import Entries
+from resnet_fhe.compiler.linear import Entries, baby_chain
 from resnet_fhe.errors import CompileError
 from resnet_fhe.plan.layout import Layout
 
@@ -127,6 +127,67 @@ def pooled_linear_entries(source: Layout, weight: np.ndarray, target: Layout) ->
     entries = Entries(out_ct, out_slot, in_ct, in_slot, shift // babies, (shift % babies) * source.channel_stride,
                       weight[j, c])
     return entries, babies * source.channel_stride
+
+
+def dense_entries(source: Layout, weight: np.ndarray, target: Layout) -> tuple[Entries, int]:
+    """A Linear layer on a whole tensor, flattened in (C, H, W) order as torch's flatten does, into
+    `target` (dense_layout), and its giant step.
+
+    Whatever the two layouts, entry (j, k) moves input slot s_k to output slot t_j: a rotation by
+    r = s_k - t_j modulo the output's slot count (a wider input is folded onto it afterwards), split into
+    babies r % n and giants r // n (step n: the power of two with the fewest baby and giant rotations for
+    the shifts that occur), and one plaintext per (giant, baby) pair that occurs: at most as many as the
+    output has slots, whatever the input's size (TenSEAL's MNIST CNN: 127 instead of 256 at 4 channels,
+    instead of 1,024 at 16). dense_layout makes r the same for every image of a query, so packing B
+    images adds no plaintexts.
+    """
+    outputs, inputs = weight.shape
+    if inputs != source.channels * source.height * source.width:
+        raise CompileError(f"a {weight.shape} weight does not take a {source.channels}x{source.height}x"
+                           f"{source.width} input")
+    m, j, k = _grid(_same_images(source, target), outputs, inputs)
+    keep = weight[j, k] != 0
+    m, j, k = m[keep], j[keep], k[keep]
+    in_ct, in_slot = source.position(*np.unravel_index(k, (source.channels, source.height, source.width)), m)
+    out_ct, out_slot = target.position(*np.unravel_index(j, (target.channels, target.height, target.width)), m)
+    slots = max(source.slots, target.slots)
+    # A narrower output is summed over its replicas (the transform's fold steps), so each entry may land
+    # on the replica of its output slot nearest below its input: every shift is then under target.slots.
+    shift = (in_slot - out_slot) % target.slots
+    landing = (in_slot - shift) % slots
+    # The shifts of a dense map form a cyclic interval or a few (in - out spans -(outputs - 1) .. inputs - 1):
+    # count from the end of the largest gap, so that a wrapped interval costs no extra giants (its
+    # start goes into the babies' offsets).
+    distinct = np.unique(shift)
+    gaps = np.diff(np.append(distinct, distinct[0] + slots))
+    starts = {0, int(distinct[(int(np.argmax(gaps)) + 1) % len(distinct)])}
+
+    def rotations(choice: tuple[int, int]) -> int:
+        base, n = choice
+        relative = (distinct - base) % slots
+        chain = baby_chain(list((relative % n + base) % slots), dense_keys(n), slots)
+        return len(chain) - 1 + int(relative.max()) // n
+
+    base, babies = min(((b, 1 << e) for b in sorted(starts) for e in range(slots.bit_length())), key=rotations)
+    relative = (shift - base) % slots
+    return Entries(out_ct, landing, in_ct, in_slot, relative // babies, (relative % babies + base) % slots,
+                   weight[j, k]), babies
+
+
+def dense_keys(babies: int) -> list[int]:
+    """The keys dense_entries' babies are chained from (each baby one rotation from another), and its giant."""
+    return [1, -1, babies]
+
+
+def dense_layout(source: Layout, outputs: int, max_slots: int) -> Layout:
+    """Where a dense_entries layer writes its vector. Up to one block: in each image's block of the
+    input's block size, as one row of `outputs` entries (logical shape 1 x 1 x outputs), so output j
+    of image m sits at the same offset from input k of image m for every m (the rotations and
+    plaintexts of a packed query are those of one image); the register then carries one scale for
+    all entries (scales.py). Longer vectors: one slot per output and image."""
+    if outputs <= source.block:
+        return Layout(1, 1, outputs, source.block, min(max_slots, source.block * source.images), source.images)
+    return Layout.for_shape(outputs, 1, 1, max_slots, source.images)
 
 
 def head_layout(source: Layout, classes: int) -> Layout:

@@ -26,7 +26,8 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def _key(model: str, preset: str, options: CompileOptions, calibration_images: int, data_dir: Path | None) -> str:
-    from resnet_fhe.data import default_data_dir
+    from resnet_fhe.data import dataset_files
+    from resnet_fhe.models import model_dataset
     from resnet_fhe.models.weights_file import resolve_weights_path
     from resnet_fhe.plan.params import PRESETS_DIR
 
@@ -36,9 +37,8 @@ def _key(model: str, preset: str, options: CompileOptions, calibration_images: i
     preset_path = Path(preset) if str(preset).endswith(".json") else PRESETS_DIR / f"{preset}.json"
     for path in (resolve_weights_path(model), preset_path):
         digest.update(sha256_file(path).encode() if path.is_file() else str(path).encode())
-    directory = Path(data_dir) if data_dir is not None else default_data_dir()
     data = sorted((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in (directory.glob("data_batch_*") if directory is not None and directory.is_dir() else []))
+                  for p in dataset_files(model_dataset(model), "train", data_dir))
     digest.update(json.dumps([model, preset, asdict(options), calibration_images, data]).encode())
     return digest.hexdigest()[:16]
 

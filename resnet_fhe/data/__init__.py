@@ -8,5 +8,41 @@ from resnet_fhe.data.cifar10 import (
     load_cifar10,
     load_sample,
 )
+from resnet_fhe.data.mnist import DATASETS as MNIST_FAMILY
+from resnet_fhe.data.mnist import load_mnist_family
 
-__all__ = ["CIFAR10_CLASSES", "DATA_DIR_ENV", "Dataset", "default_data_dir", "load_cifar10", "load_sample"]
+DATASET_NAMES = ("cifar10", *MNIST_FAMILY)
+
+
+def load_dataset(name: str, split: str = "test", data_dir=None) -> Dataset:
+    """CIFAR-10 or a 28x28 grey data set (MNIST, Fashion-MNIST, KMNIST) by name."""
+    return load_cifar10(split, data_dir) if name == "cifar10" else load_mnist_family(name, split, data_dir)
+
+
+def dataset_files(name: str, split: str = "train", data_dir=None) -> list:
+    """The files load_dataset would read (those present), without reading them: for cache keys."""
+    from pathlib import Path
+
+    from resnet_fhe.data.mnist import SHARED
+
+    if name == "cifar10":
+        directory = Path(data_dir) if data_dir is not None else default_data_dir()
+        pattern = "data_batch_*" if split == "train" else "test_batch"
+        return sorted(directory.glob(pattern)) if directory is not None and directory.is_dir() else []
+    folder, file_pattern = MNIST_FAMILY[name]
+    path = (Path(data_dir) if data_dir is not None else SHARED / folder) / file_pattern.format(split=split)
+    return [path] if path.is_file() else []
+
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DATASET_NAMES",
+    "DATA_DIR_ENV",
+    "Dataset",
+    "dataset_files",
+    "default_data_dir",
+    "load_cifar10",
+    "load_dataset",
+    "load_mnist_family",
+    "load_sample",
+]

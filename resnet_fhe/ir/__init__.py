@@ -10,6 +10,7 @@ from resnet_fhe.ir.graph import (
     Linear,
     Node,
     Normalize,
+    PolynomialActivation,
     ReLU,
     Shape,
     ShortcutA,
@@ -18,6 +19,6 @@ from resnet_fhe.ir.interpret import run_graph
 from resnet_fhe.ir.passes import fold_batchnorm, fold_input_normalization
 
 __all__ = [
-    "Add", "AvgPool", "BatchNorm", "Conv2d", "Graph", "Input", "Linear", "Node", "Normalize", "ReLU",
-    "Shape", "ShortcutA", "fold_batchnorm", "fold_input_normalization", "run_graph",
+    "Add", "AvgPool", "BatchNorm", "Conv2d", "Graph", "Input", "Linear", "Node", "Normalize", "PolynomialActivation",
+    "ReLU", "Shape", "ShortcutA", "fold_batchnorm", "fold_input_normalization", "run_graph",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from resnet_fhe.errors import ModelError
+from resnet_fhe.im2col import im2col_shape
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,20 @@ class Node:
 
 @dataclass(frozen=True, eq=False)
 class Input(Node):
+    """The image, of `shape`. With `im2col` = (kh, kw, stride, padding) the network reads it rearranged by
+    resnet_fhe.im2col (each output position's receptive field as channels), which the client does
+    before encrypting (passes.im2col_stem)."""
+
     shape: Shape
+    im2col: tuple[int, int, int, int] | None = None
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
-        return self.shape
+        if self.im2col is None:
+            return self.shape
+        kh, kw, stride, padding = self.im2col
+        _expect(self, min(kh, kw, stride) >= 1 and padding >= 0, f"im2col {self.im2col} is not (kh, kw, stride, pad)")
+        return Shape(*im2col_shape(self.shape.channels, self.shape.height, self.shape.width, (kh, kw), stride,
+                                   padding))
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +91,8 @@ class Conv2d(Node):
         _expect(self, self.weight.ndim == 4, f"weight must be (O, I, kh, kw), found {self.weight.shape}")
         out_c, in_c, kh, kw = self.weight.shape
         _expect(self, in_c == shape.channels, f"weight expects {in_c} input channels, input has {shape}")
-        _expect(self, self.stride in (1, 2), f"stride {self.stride} is unsupported (1 or 2)")
+        _expect(self, self.stride >= 1 and self.padding >= 0, f"stride {self.stride} and padding {self.padding} "
+                "must be positive and non-negative")
         height = (shape.height + 2 * self.padding - kh) // self.stride + 1
         width = (shape.width + 2 * self.padding - kw) // self.stride + 1
         _expect(self, height > 0 and width > 0, f"kernel {kh}x{kw} does not fit input {shape}")
@@ -116,6 +128,29 @@ class BatchNorm(Node):
 class ReLU(Node):
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class PolynomialActivation(Node):
+    """sum_k coefficients[k] x^k elementwise (power basis): the square of TenSEAL's and CryptonDL's CNNs,
+    (0, 0, 1), or any trained polynomial activation. Unlike a ReLU it is evaluated exactly under CKKS."""
+
+    coefficients: tuple[float, ...]
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        _expect(self, len(self.coefficients) >= 2 and self.coefficients[-1] != 0,
+                f"coefficients {self.coefficients} must end with a non-zero term of degree 1 or more")
+        _expect(self, all(np.isfinite(self.coefficients)), "coefficients must be finite")
+        return shapes[0]
+
+    @property
+    def degree(self) -> int:
+        return len(self.coefficients) - 1
+
+    @property
+    def monomial(self) -> bool:
+        """c x^k with c > 0: positively homogeneous like ReLU, so per-channel scales pass through it."""
+        return self.coefficients[-1] > 0 and not any(self.coefficients[:-1])
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from resnet_fhe.errors import InputError, ModelError
+from resnet_fhe.im2col import im2col
 from resnet_fhe.ir.graph import (
     Add,
     AvgPool,
@@ -20,6 +21,7 @@ from resnet_fhe.ir.graph import (
     Linear,
     Node,
     Normalize,
+    PolynomialActivation,
     ReLU,
     ShortcutA,
 )
@@ -49,6 +51,9 @@ def run_graph(graph: Graph, images: np.ndarray, observe: Observer | None = None,
         for node in graph.nodes:
             if isinstance(node, Input):
                 batch = np.asarray(images[start:start + batch_size], dtype=dtype)
+                if node.im2col is not None:
+                    kh, kw, stride, padding = node.im2col
+                    batch = im2col(batch, (kh, kw), stride, padding)
                 values[node.name] = np.ascontiguousarray(batch.transpose(1, 0, 2, 3))
             else:
                 values[node.name] = _apply(node, [values[name] for name in node.inputs])
@@ -96,6 +101,8 @@ def _apply(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return args[0] * _channel(scale) + _channel(shift)
     if isinstance(node, ReLU):
         return np.maximum(args[0], 0)
+    if isinstance(node, PolynomialActivation):
+        return np.polynomial.polynomial.polyval(args[0], np.asarray(node.coefficients, dtype=args[0].dtype))
     if isinstance(node, Add):
         return args[0] + args[1]
     if isinstance(node, ShortcutA):

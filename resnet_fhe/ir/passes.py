@@ -57,6 +57,24 @@ def fold_input_normalization(graph: Graph) -> Graph:
     return graph.replace([graph.nodes[0], folded, *graph.nodes[3:]])
 
 
+def im2col_stem(graph: Graph) -> Graph:
+    """A strided first convolution computed on an im2col input (resnet_fhe.im2col): the client sends each
+    output position's receptive field as channels and the convolution becomes 1x1, stride 1, unpadded.
+    Same function; one level and a few rotations instead of three levels (full-grid convolution,
+    subsample, channel move) under CKKS. A stride-1 stem is left as it is: im2col would multiply its
+    input's slots by kh * kw for nothing."""
+    if len(graph.nodes) < 2 or graph.input.im2col is not None:
+        return graph
+    conv = graph.nodes[1]
+    if not isinstance(conv, Conv2d) or conv.inputs != (graph.input.name,) or conv.stride == 1 or \
+            len(graph.consumers(graph.input.name)) != 1:
+        return graph
+    out_c, in_c, kh, kw = conv.weight.shape
+    source = dataclasses.replace(graph.input, im2col=(kh, kw, conv.stride, conv.padding))
+    flat = Conv2d(conv.name, conv.inputs, conv.weight.reshape(out_c, in_c * kh * kw, 1, 1), conv.bias, 1, 0)
+    return graph.replace([source, flat, *graph.nodes[2:]])
+
+
 def _rename_inputs(node: Node, renamed: dict[str, str]) -> Node:
     if not any(name in renamed for name in node.inputs):
         return node

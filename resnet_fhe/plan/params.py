@@ -89,6 +89,12 @@ class CkksParameters:
                             f"{self.levels_after_bootstrap} levels after bootstrapping; at least 2 are needed")
 
     @property
+    def bootstrapping(self) -> bool:
+        """False for presets sized for circuits that fit their depth (bootstrap_depth 0): no bootstrap is
+        placed, no level is kept for one and no bootstrap key is made."""
+        return self.bootstrap_depth > 0
+
+    @property
     def insecure(self) -> bool:
         return self.security not in SECURE_LEVELS
 

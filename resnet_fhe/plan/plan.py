@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from resnet_fhe.errors import PlanError
+from resnet_fhe.errors import InputError, PlanError
+from resnet_fhe.im2col import im2col
 from resnet_fhe.plan.layout import Layout
 from resnet_fhe.plan.ops import OP_TYPES, REAL, BabyStep, Bootstrap, LinearTransform, Op
 from resnet_fhe.plan.params import CkksParameters
@@ -96,6 +97,26 @@ class Plan:
     constants: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     constants_sha256: str = ""
     input_levels: int = 0  # levels the client encrypts the input with (what the first ops need)
+    # How the client arranges an image before encrypting: {"image_shape": [C, H, W], "im2col": [kh, kw,
+    # stride, padding]} when the first convolution reads an im2col input (ir/passes.py: im2col_stem).
+    input_transform: dict[str, list[int]] | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the client encrypts."""
+        if self.input_transform is not None:
+            return tuple(self.input_transform["image_shape"])  # type: ignore[return-value]
+        layout = self.registers[self.input].layout
+        return layout.channels, layout.height, layout.width
+
+    def prepare_input(self, images: np.ndarray) -> np.ndarray:
+        """Images (N, C, H, W) in [0, 1] -> the input register's tensor (the client's side of the plan)."""
+        if images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise InputError(f"the plan takes images (N, {', '.join(map(str, self.image_shape))}), got {images.shape}")
+        if self.input_transform is None:
+            return images
+        kh, kw, stride, padding = self.input_transform["im2col"]
+        return im2col(images, (kh, kw), stride, padding)
 
     @property
     def images_per_query(self) -> int:
@@ -144,6 +165,7 @@ class Plan:
             "activations": self.activations, "calibration": self.calibration,
             "constants_sha256": self.constants_sha256,
             "ops": [_op_to_dict(op) for op in self.ops],
+            **({"input_transform": self.input_transform} if self.input_transform is not None else {}),
         }
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
@@ -167,7 +189,8 @@ class Plan:
                 registers[name] = Register(Layout(**layout), reg["scale"], reg["range"])
             plan = cls(data["model"], CkksParameters.from_dict(data["params"]), data["input"], data["output"],
                        data["classes"], registers, [_op_from_dict(op) for op in data["ops"]], data["activations"],
-                       data["calibration"], constants or {}, data["constants_sha256"], data["input_levels"])
+                       data["calibration"], constants or {}, data["constants_sha256"], data["input_levels"],
+                       data.get("input_transform"))
         except (KeyError, TypeError) as exc:
             raise PlanError(f"plan is malformed ({type(exc).__name__}: {exc})") from exc
         if constants is not None and hash_constants(constants) != plan.constants_sha256:
@@ -193,7 +216,8 @@ class Plan:
 
 
 # What a client and server execute; calibration and activation notes are provenance only.
-EXECUTABLE_FIELDS = ("params", "input", "input_levels", "output", "classes", "registers", "ops", "constants_sha256")
+EXECUTABLE_FIELDS = ("params", "input", "input_levels", "output", "classes", "registers", "ops", "constants_sha256",
+                     "input_transform")  # the last only where a plan has one (so older plans' digests stand)
 
 
 def plan_differences(fresh: Any, stored: Any, path: str = "plan") -> list[str]:
@@ -220,8 +244,8 @@ def executes_alike(plan: Plan, stored: dict[str, Any]) -> bool:
     if stored.get("version") != PLAN_VERSION:
         return False
     fresh = json.loads(json.dumps(plan.to_dict()))
-    return all(field in stored and not plan_differences(fresh[field], stored[field], field)
-               for field in EXECUTABLE_FIELDS)
+    return all((field in fresh) == (field in stored) and not plan_differences(fresh[field], stored[field], field)
+               for field in EXECUTABLE_FIELDS if field in fresh or field in stored)
 
 
 def hash_constants(constants: Mapping[str, np.ndarray]) -> str:

@@ -127,8 +127,7 @@ class Client:
     def encrypt(self, images: np.ndarray, folder: Path) -> None:
         """One query into a ciphertext folder: an image (C, H, W) or up to plan.images_per_query images
         (n, C, H, W), raw pixels uint8 or floats already in [0, 1]."""
-        layout = self.plan.registers[self.plan.input].layout
-        expected = (layout.channels, layout.height, layout.width)
+        expected = self.plan.image_shape
         images = np.asarray(images)
         query = images[None] if images.ndim == 3 else images
         if query.ndim != 4 or query.shape[1:] != expected:

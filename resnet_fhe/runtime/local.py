@@ -44,7 +44,8 @@ def _log(message: str) -> None:
 def plan_digest(plan: Plan) -> str:
     """sha256 of what a key store depends on: the plan's executable fields."""
     data = plan.to_dict()
-    return hashlib.sha256(json.dumps({k: data[k] for k in EXECUTABLE_FIELDS}, sort_keys=True).encode()).hexdigest()
+    fields = {k: data[k] for k in EXECUTABLE_FIELDS if k in data}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def _library_suffix(library: str) -> str:
@@ -195,7 +196,9 @@ class LocalDeployment:
         self.store.mkdir(parents=True)
         plan_path = self.store / "plan-for-keygen.json"
         self.plan.save(plan_path)
-        _log(f"generating keys into {self.store} (a minute or two and ~6 GB at the 128-bit preset)")
+        bootstraps = bool(self.plan.bootstrap_slot_counts())
+        cost = " (a minute or two and ~6 GB with bootstrap keys at N = 2^16)" if bootstraps else ""
+        _log(f"generating keys into {self.store}{cost}")
         command = [sys.executable, "-m", "resnet_fhe.cli", "keygen", "--plan", str(plan_path),
                    "--store", str(self.store), "--json", str(record), "--backend", self.library]
         command += ["--insecure"] if self.insecure else []

@@ -1,0 +1,144 @@
+"""Trains the small CNNs of issue 13 on MNIST or Fashion-MNIST (torch extra, CPU, minutes) and writes them in
+the project's weights format through the torch tracer (resnet_fhe.models.torch_trace).
+
+Models (pixels in [0, 1], no input normalisation, as in TenSEAL's encrypted-CNN tutorial):
+- `cryptondl`: TenSEAL's tutorial CNN, the model CryptonDL (Helbawy et al., DATA 2023) starts from:
+  Conv2d(1, K, 7, stride 3) -> x^2 -> flatten (64 K) -> Linear(64 K, 64) -> x^2 -> Linear(64, 10), with
+  K = 4 in the tutorial. The paper tuned it for accuracy and its abstract says no more; here the training
+  is tuned (Adam with a one-cycle learning rate, weight decay, shifted copies of the training images and
+  mirrored ones for Fashion-MNIST, 0.1 label smoothing, 30 epochs) and K chosen per data set on a
+  validation split (the last 10,000 training images, --holdout): MNIST 98.70 % at K = 4, 99.18 % at 8;
+  Fashion-MNIST 86.96 % at 4, 88.25 % at 8, 89.59 % at 16. Shipped: MNIST at K = 4 (the tutorial's
+  model), Fashion-MNIST at K = 16 (4 falls short of the paper's 88 %).
+
+Training images only; the test set is read once, at the end, for the accuracy this script reports (it does
+not select epochs or settings on it). Usage:
+
+    python bench/train_mnist.py --dataset mnist --out weights/cryptondl-mnist.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA_FILES = {"mnist": "mnist/mnist_{}.npz", "fashion-mnist": "fashion_mnist/fashion_mnist_{}.npz"}
+
+
+def load_split(data_dir: Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(data_dir / DATA_FILES[dataset].format(split)) as archive:
+        return archive["x"].astype(np.float32)[:, None] / 255.0, archive["y"].astype(np.int64)
+
+
+def cryptondl_model(torch, kernels: int = 4, hidden: int = 64):
+    nn = torch.nn
+
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    return nn.Sequential(nn.Conv2d(1, kernels, 7, stride=3), Square(), nn.Flatten(), nn.Linear(kernels * 64, hidden),
+                         Square(), nn.Linear(hidden, 10))
+
+
+MODELS = {"cryptondl": cryptondl_model}
+KERNELS = {"mnist": 4, "fashion-mnist": 16}  # chosen on the validation split (see above)
+
+
+def augment(torch, images, generator, flip: bool, shift: int = 2):
+    """Random translations by up to `shift` pixels (zero fill), and left-right mirrors when `flip`."""
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
+    n, _, h, w = images.shape
+    dy, dx = (torch.randint(0, 2 * shift + 1, (2,), generator=generator)).tolist()
+    out = padded[:, :, dy:dy + h, dx:dx + w]
+    if flip:
+        mirror = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(3), out)
+    return out
+
+
+def train(dataset: str, model_name: str, epochs: int, seed: int, data_dir: Path, threads: int, holdout: int = 0,
+          **shape) -> tuple:
+    """The trained model and its accuracy on the test set, or with `holdout`, on the last `holdout`
+    training images, which it then does not train on (for choosing settings without the test set)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    x_all, y_all = load_split(data_dir, dataset, "train")
+    x_train, y_train = torch.from_numpy(x_all[:len(x_all) - holdout]), torch.from_numpy(y_all[:len(y_all) - holdout])
+    model = MODELS[model_name](torch, **shape)
+    batch = 64
+    steps = epochs * (-(-len(x_train) // batch))
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=4e-3, total_steps=steps)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        start, total = time.time(), 0.0
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        for first in range(0, len(order), batch):
+            index = order[first:first + batch]
+            images = augment(torch, x_train[index], generator, flip=dataset == "fashion-mnist")
+            loss = loss_fn(model(images), y_train[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(index)
+        print(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.time() - start:.0f} s)",
+              file=sys.stderr)
+    model.eval()
+    x_test, y_test = (x_all[len(x_all) - holdout:], y_all[len(y_all) - holdout:]) if holdout else \
+        load_split(data_dir, dataset, "test")
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(x_test)).argmax(1).numpy()
+    return model, float(np.mean(predicted == y_test))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATA_FILES), required=True)
+    parser.add_argument("--model", choices=sorted(MODELS), default="cryptondl")
+    parser.add_argument("--kernels", type=int, default=None, help="convolution kernels (default: per data set)")
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="train on all but the last N training images and report accuracy on those")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--out", type=Path, required=True, help="weights file to write (.npz)")
+    args = parser.parse_args(argv)
+    if not (args.data_dir / DATA_FILES[args.dataset].format("train")).is_file():
+        parser.error(f"{args.data_dir / DATA_FILES[args.dataset].format('train')} not found (--data-dir)")
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+
+    import torch
+
+    from resnet_fhe.models.torch_import import weights_from_module
+
+    kernels = args.kernels or KERNELS[args.dataset]
+    if not 0 <= args.holdout < 60000 or kernels < 1:
+        parser.error("--holdout must be in [0, 60000) and --kernels positive")
+    model, accuracy = train(args.dataset, args.model, args.epochs, args.seed, args.data_dir, args.threads,
+                            args.holdout, kernels=kernels)
+    recipe = {"script": "bench/train_mnist.py", "dataset": args.dataset, "model": args.model, "kernels": kernels,
+              "epochs": args.epochs, "seed": args.seed, "holdout": args.holdout, "torch": torch.__version__,
+              ("validation_accuracy_torch" if args.holdout else "test_accuracy_torch"): accuracy}
+    weights = weights_from_module(model, (1, 28, 28), provenance={"dataset": args.dataset, "trained": recipe},
+                                  name=args.out.stem)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    weights.save(args.out)
+    print(json.dumps(recipe, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Importing torch models by tracing (issue 13; needs the `torch` extra: CI runs this file in a venv with
+torch's CPU build): the shipped ResNets and small CNNs round-trip exactly, unsupported modules are refused
+by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resnet_fhe.errors import ModelError
+from resnet_fhe.ir import run_graph
+from resnet_fhe.ir.graph import Add, PolynomialActivation, ShortcutA
+from resnet_fhe.models import load_model, load_weights, random_resnet_weights
+from resnet_fhe.models.cifar_resnet import ResNetSpec
+
+torch = pytest.importorskip("torch", reason="torch is an optional extra; install resnet-fhe[torch]")
+nn = torch.nn
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+class Poly(nn.Module):
+    """A trainable polynomial activation: the tracer keeps any module with `coefficients` as one layer."""
+
+    def __init__(self, coefficients):
+        super().__init__()
+        self.coefficients = nn.Parameter(torch.tensor(coefficients))
+
+    def forward(self, x):
+        return sum(c * x ** k for k, c in enumerate(self.coefficients))
+
+
+def tutorial_cnn(activation=Square):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 7, stride=3), activation(), nn.Flatten(), nn.Linear(256, 64), activation(),
+                         nn.Linear(64, 10)).eval()
+
+
+class Functional(nn.Module):
+    """The same vocabulary through functions and methods: relu, square, residual add, view, mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv1(x)))
+        y = y + torch.square(self.conv2(y))
+        return self.fc(y.mean((2, 3)).view(y.size(0), -1))
+
+
+def _images(count, shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (count, *shape))
+
+
+def _torch_logits(model, images):
+    with torch.no_grad():
+        return model(torch.tensor(images, dtype=torch.float32)).numpy()
+
+
+@pytest.mark.parametrize("make", [tutorial_cnn, lambda: tutorial_cnn(lambda: Poly([0.1, 0.5, 0.25])), Functional])
+def test_small_cnns_round_trip_through_the_weights_format(make, tmp_path):
+    from resnet_fhe.models.torch_import import weights_from_module
+
+    model = make().eval()
+    weights_from_module(model, (1, 28, 28), {"dataset": "mnist"}).save(tmp_path / "m.npz")
+    graph = load_model(str(tmp_path / "m.npz"))
+    images = _images(6, (1, 28, 28))
+    np.testing.assert_allclose(run_graph(graph, images), _torch_logits(model, images), rtol=1e-4, atol=1e-4)
+
+
+def test_square_and_polynomial_modules_become_polynomial_activations():
+    from resnet_fhe.models.torch_import import trace_module
+
+    graph = trace_module(tutorial_cnn(lambda: Poly([0.1, 0.5, 0.25])), (1, 28, 28))
+    acts = [n for n in graph.nodes if isinstance(n, PolynomialActivation)]
+    assert [a.coefficients for a in acts] == [pytest.approx((0.1, 0.5, 0.25))] * 2
+    assert all(a.monomial for a in trace_module(tutorial_cnn(), (1, 28, 28)).nodes
+               if isinstance(a, PolynomialActivation))
+
+
+def test_the_shipped_resnet20_traces_to_the_same_function():
+    from resnet_fhe.models.torch_import import trace_module
+    from tests.torch_resnet import torch_resnet_from_weights
+
+    weights = load_weights("resnet20")
+    mean, std = weights.meta["preprocessing"]["mean"], weights.meta["preprocessing"]["std"]
+    model = torch_resnet_from_weights(weights).eval()
+    graph = trace_module(model, (3, 32, 32), mean=mean, std=std)
+    assert sum(isinstance(n, ShortcutA) for n in graph.nodes) == 2 and sum(isinstance(n, Add) for n in graph.nodes) == 9
+    images = _images(4, (3, 32, 32))
+    m, s = np.array(mean)[:, None, None], np.array(std)[:, None, None]
+    np.testing.assert_allclose(run_graph(graph, images), _torch_logits(model, (images - m) / s), atol=1e-4)
+    np.testing.assert_allclose(run_graph(graph, images), run_graph(load_model("resnet20", fold=False), images),
+                               atol=1e-9)
+
+
+def test_a_random_resnet_traces_to_the_same_function():
+    from resnet_fhe.models.torch_import import trace_module
+    from tests.torch_resnet import torch_resnet_from_weights
+
+    model = torch_resnet_from_weights(random_resnet_weights(ResNetSpec(depth=8, widths=(4, 8, 16)), seed=5)).eval()
+    graph = trace_module(model, (3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    images = _images(4, (3, 32, 32))
+    np.testing.assert_allclose(run_graph(graph, images), _torch_logits(model, (images - 0.5) / 0.25), atol=1e-4)
+
+
+@pytest.mark.parametrize("module, message", [
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2)), "MaxPool2d"),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid()), "Sigmoid"),
+    (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2)), "groups"),
+    (nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2)), "dilation"),
+    (nn.Sequential(nn.Conv2d(1, 4, 3, padding_mode="circular", padding=1)), "zero padding"),
+])
+def test_unsupported_modules_are_refused_by_name(module, message):
+    from resnet_fhe.models.torch_import import trace_module
+
+    channels = 2 if "groups" in message else 1
+    with pytest.raises(ModelError, match=message):
+        trace_module(module, (channels, 8, 8))
+
+
+def test_unsupported_functions_are_refused_by_name():
+    from resnet_fhe.models.torch_import import trace_module
+
+    class Tanh(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            return torch.tanh(self.conv(x))
+
+    with pytest.raises(ModelError, match="tanh"):
+        trace_module(Tanh(), (1, 8, 8))
+
+
+def test_the_import_command_writes_a_loadable_weights_file(tmp_path, capsys):
+    from resnet_fhe.cli import main
+
+    model = tutorial_cnn()
+    torch.save(model, tmp_path / "model.pt")
+    out = tmp_path / "cryptondl.npz"
+    assert main(["import", str(tmp_path / "model.pt"), "--input-shape", "1,28,28", "--output", str(out),
+                 "--dataset", "mnist"]) == 0
+    images = _images(3, (1, 28, 28))
+    np.testing.assert_allclose(run_graph(load_model(str(out)), images), _torch_logits(model, images), atol=1e-4)
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    assert main(["import", str(tmp_path / "state.pt"), "--input-shape", "1,28,28", "--output", str(out)]) != 0
+    assert "not a torch.nn.Module" in capsys.readouterr().err
