@@ -16,7 +16,7 @@ from resnet_fhe.compiler.calibrate import DEFAULT_CALIBRATION_IMAGES
 from resnet_fhe.compiler.compile import SHALLOW_TRANSITIONS_HELP, CompileOptions
 from resnet_fhe.compiler.packing import images_per_query_arg
 from resnet_fhe.compiler.polynomial import RELU_FORMS
-from resnet_fhe.data import DATASET_NAMES
+from resnet_fhe.data import DATASET_NAMES, image_shape
 from resnet_fhe.errors import InputError, ResnetFheError
 
 BACKEND_HELP = ("OpenFHE library: openfhe (the PyPI wheel) or native (OpenFHE built from source, `make native`; "
@@ -153,9 +153,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     graph = load_model(args.model)
     args.dataset = args.dataset or model_dataset(args.model)
     expected = graph.input.shape
+    if image_shape(args.dataset) != (expected.channels, expected.height, expected.width):  # before reading it
+        raise InputError(f"{args.model} takes {expected} images; {args.dataset}'s are "
+                         f"{'x'.join(map(str, image_shape(args.dataset)))}")
     data = _dataset(args)
-    if data.images.shape[1:] != (expected.channels, expected.height, expected.width):
-        raise InputError(f"{args.model} takes {expected} images; {args.dataset} has {data.images.shape[1:]}")
     _log(f"evaluating {graph.name} ({args.mode}) on {len(data)} {data.split} images from {data.source}")
     started = time.perf_counter()
     plain = plain_logits(graph, data.images)

@@ -16,6 +16,16 @@ def cifar_dir():
     return directory
 
 
+@pytest.fixture(scope="session")
+def mnist_data():
+    """The workspace's MNIST and Fashion-MNIST copy (the shipped CNNs calibrate on its training images)."""
+    from resnet_fhe.data.mnist import SHARED
+
+    if not (SHARED / "mnist" / "mnist_train.npz").is_file() or not (SHARED / "fashion_mnist").is_dir():
+        pytest.skip(f"MNIST / Fashion-MNIST not found under {SHARED}")
+    return SHARED
+
+
 @pytest.fixture(scope="module", params=["openfhe", "native"])
 def library(request):
     """Each OpenFHE binding the backend runs on: the wheel and the native build (`make native`)."""

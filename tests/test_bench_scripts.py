@@ -103,7 +103,7 @@ def test_selective_encryption_measures_each_encoding(tmp_path):
         script.main(["--images", "0"])
 
 
-def test_compare_tenseal_runs_both_systems_on_the_same_images(tmp_path):
+def test_compare_tenseal_runs_both_systems_on_the_same_images(tmp_path, mnist_data):
     """Two MNIST test images through TenSEAL's tutorial pipeline and resnet-fhe's 128-bit small-128 plan:
     every figure of the issue's table is written, and both systems classify the images the plain model does."""
     pytest.importorskip("tenseal")

@@ -69,12 +69,9 @@ def test_kmnist_reads_its_authors_npz_files(tmp_path):
         load_dataset("kmnist", "train", tmp_path)
 
 
-def test_mnist_and_fashion_mnist_load_from_the_shared_copy():
+def test_mnist_and_fashion_mnist_load_from_the_shared_copy(mnist_data):
     from resnet_fhe.data import load_dataset
-    from resnet_fhe.data.mnist import SHARED
 
-    if not (SHARED / "mnist").is_dir():
-        pytest.skip("the workspace's MNIST copy is not here")
     mnist, fashion = load_dataset("mnist", "test"), load_dataset("fashion-mnist", "train")
     assert mnist.images.shape == (10000, 1, 28, 28) and len(fashion) == 60000
     assert mnist.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the first MNIST test labels

@@ -135,7 +135,7 @@ def test_encrypted_tutorial_cnn_matches_the_plain_network(library):
     np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
 
 
-def test_shipped_mnist_model_keeps_its_accuracy_in_the_simulator(tmp_path, capsys):
+def test_shipped_mnist_model_keeps_its_accuracy_in_the_simulator(tmp_path, capsys, mnist_data):
     """cryptondl-mnist at the 128-bit small-128 preset, CKKS noise simulated, on 500 test images."""
     from resnet_fhe.cli import main
 

@@ -14,6 +14,11 @@ from resnet_fhe.data.mnist import load_mnist_family
 DATASET_NAMES = ("cifar10", *MNIST_FAMILY)
 
 
+def image_shape(name: str) -> tuple[int, int, int]:
+    """(C, H, W) of data set `name`'s images, known without reading them."""
+    return (3, 32, 32) if name == "cifar10" else (1, 28, 28)
+
+
 def load_dataset(name: str, split: str = "test", data_dir=None) -> Dataset:
     """CIFAR-10 or a 28x28 grey data set (MNIST, Fashion-MNIST, KMNIST) by name."""
     return load_cifar10(split, data_dir) if name == "cifar10" else load_mnist_family(name, split, data_dir)
