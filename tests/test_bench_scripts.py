@@ -125,3 +125,17 @@ def test_compare_tenseal_refuses_a_model_of_another_shape():
     compare = _script("compare_tenseal")
     with pytest.raises(SystemExit, match="not a TenSEAL-tutorial-shaped CNN"):
         compare.tutorial_layers("resnet20")
+
+
+def test_train_mnist_pixel_encrypts_each_image_with_its_own_key():
+    """The pixel-encrypted training images (issue 14): every pixel is p or 255 - p, the keys differ per
+    image and per seed (a new view of each image every epoch)."""
+    import numpy as np
+
+    train = _script("train_mnist")
+    images = np.repeat(np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(1, 1, 28, 28), 3, axis=0)
+    first, again, other = (train.pixel_encrypted(images, seed) for seed in (5, 5, 6))
+    pixels, encrypted = np.rint(images * 255), np.rint(first * 255)
+    assert np.all((encrypted == pixels) | (encrypted == 255 - pixels))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert not np.array_equal(first[0], first[1])  # independent keys per image
