@@ -27,12 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_FILES = {"mnist": "mnist/mnist_{}.npz", "fashion-mnist": "fashion_mnist/fashion_mnist_{}.npz"}
+DATASETS = ("mnist", "fashion-mnist")
+
+
+def dataset_folder(data_dir: Path, dataset: str) -> Path:
+    """Where the data set's files are under `data_dir` (the workspace's data folder layout)."""
+    from resnet_fhe.data.mnist import DATASETS as FOLDERS
+
+    return data_dir / FOLDERS[dataset][0]
 
 
 def load_split(data_dir: Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(data_dir / DATA_FILES[dataset].format(split)) as archive:
-        return archive["x"].astype(np.float32)[:, None] / 255.0, archive["y"].astype(np.int64)
+    """Pixels in [0, 1] as float32 (N, 1, 28, 28) and int64 labels."""
+    from resnet_fhe.data.mnist import load_mnist_family
+
+    data = load_mnist_family(dataset, split, dataset_folder(data_dir, dataset))
+    return data.images.astype(np.float32) / 255.0, data.labels
 
 
 def cryptondl_model(torch, kernels: int = 4, hidden: int = 64):
@@ -123,7 +133,7 @@ def train(dataset: str, model_name: str, epochs: int, seed: int, data_dir: Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=sorted(DATA_FILES), required=True)
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--model", choices=sorted(MODELS), default="cryptondl")
     parser.add_argument("--kernels", type=int, default=None, help="convolution kernels (default: per data set)")
     parser.add_argument("--holdout", type=int, default=0,
@@ -136,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--out", type=Path, required=True, help="weights file to write (.npz)")
     args = parser.parse_args(argv)
-    if not (args.data_dir / DATA_FILES[args.dataset].format("train")).is_file():
-        parser.error(f"{args.data_dir / DATA_FILES[args.dataset].format('train')} not found (--data-dir)")
+    from resnet_fhe.data import dataset_files
+
+    if not dataset_files(args.dataset, "train", dataset_folder(args.data_dir, args.dataset)):
+        parser.error(f"no {args.dataset} training file under {args.data_dir} (--data-dir)")
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
 
