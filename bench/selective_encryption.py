@@ -67,6 +67,36 @@ def pack(values: np.ndarray, per_ciphertext: int) -> list[np.ndarray]:
     return [values[i:i + per_ciphertext] for i in range(0, len(values), per_ciphertext)]
 
 
+def measure(images, threshold: float = PAPER_THRESHOLD) -> dict:
+    """Per-image CKKS seconds, bytes and ciphertexts of each encoding, over prepared images (uint8 112 x
+    112, equalised), and the fraction of chunks selected."""
+    fhe, cc, public_key = context()
+    per_chunk = PAPER_CHUNK * PAPER_CHUNK
+    totals = {name: {"seconds": 0.0, "bytes": 0, "ciphertexts": 0}
+              for name in ("whole_image_packed", "every_chunk", "selected_chunks", "selected_chunks_packed")}
+    selected_counts = []
+    for image in images:
+        pixels = image.astype(np.float64) / 255.0
+        chunks = chunk_grid(pixels).reshape(-1, per_chunk)
+        chosen = chunks[select_chunks(image, threshold=threshold).ravel()]
+        selected_counts.append(len(chosen))
+        encodings = {"whole_image_packed": pack(pixels.ravel(), SLOTS), "every_chunk": list(chunks),
+                     "selected_chunks": list(chosen),
+                     "selected_chunks_packed": pack(chosen.ravel(), (SLOTS // per_chunk) * per_chunk)}
+        for name, vectors in encodings.items():
+            seconds, size = encrypt_vectors(fhe, cc, public_key, vectors)
+            totals[name]["seconds"] += seconds
+            totals[name]["bytes"] += size
+            totals[name]["ciphertexts"] += len(vectors)
+    count = len(images)
+    per_image = {name: {"seconds": round(t["seconds"] / count, 4), "bytes": round(t["bytes"] / count),
+                        "ciphertexts": t["ciphertexts"] / count} for name, t in totals.items()}
+    return {"images": count, "threshold": threshold, "chunks_per_image": (SIZE // PAPER_CHUNK) ** 2,
+            "encrypted_chunk_fraction": float(np.mean(selected_counts)) / (SIZE // PAPER_CHUNK) ** 2,
+            "images_with_no_chunk_selected": int(np.sum(np.array(selected_counts) == 0)),
+            "ring_dimension": cc.GetRingDimension(), "slots": SLOTS, "per_image": per_image}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=120, help="images, spread evenly over the 1,800 (all classes)")
@@ -80,32 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.images <= len(data["x"]):
         parser.error(f"--images must be 1 to {len(data['x'])}")
     picks = np.linspace(0, len(data["x"]) - 1, args.images).round().astype(int)
-    fhe, cc, public_key = context()
-    per_chunk = PAPER_CHUNK * PAPER_CHUNK
-    totals = {name: {"seconds": 0.0, "bytes": 0, "ciphertexts": 0}
-              for name in ("whole_image_packed", "every_chunk", "selected_chunks", "selected_chunks_packed")}
-    selected_counts = []
-    for index in picks:
-        image = equalize_histogram(resize_bilinear(data["x"][index], SIZE, SIZE))
-        pixels = image.astype(np.float64) / 255.0
-        chunks = chunk_grid(pixels).reshape(-1, per_chunk)
-        chosen = chunks[select_chunks(image, threshold=args.threshold).ravel()]
-        selected_counts.append(len(chosen))
-        encodings = {"whole_image_packed": pack(pixels.ravel(), SLOTS), "every_chunk": list(chunks),
-                     "selected_chunks": list(chosen),
-                     "selected_chunks_packed": pack(chosen.ravel(), (SLOTS // per_chunk) * per_chunk)}
-        for name, vectors in encodings.items():
-            seconds, size = encrypt_vectors(fhe, cc, public_key, vectors)
-            totals[name]["seconds"] += seconds
-            totals[name]["bytes"] += size
-            totals[name]["ciphertexts"] += len(vectors)
-    count = len(picks)
-    per_image = {name: {"seconds": round(t["seconds"] / count, 4), "bytes": round(t["bytes"] / count),
-                        "ciphertexts": t["ciphertexts"] / count} for name, t in totals.items()}
-    result = {"images": count, "threshold": args.threshold, "chunks_per_image": (SIZE // PAPER_CHUNK) ** 2,
-              "encrypted_chunk_fraction": float(np.mean(selected_counts)) / (SIZE // PAPER_CHUNK) ** 2,
-              "images_with_no_chunk_selected": int(np.sum(np.array(selected_counts) == 0)),
-              "ring_dimension": cc.GetRingDimension(), "slots": SLOTS, "per_image": per_image}
+    images = [equalize_histogram(resize_bilinear(data["x"][index], SIZE, SIZE)) for index in picks]
+    result = measure(images, args.threshold)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

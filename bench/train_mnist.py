@@ -20,9 +20,7 @@ not select epochs or settings on it). Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +54,21 @@ def cryptondl_model(torch, kernels: int = 4, hidden: int = 64):
                          Square(), nn.Linear(hidden, 10))
 
 
-MODELS = {"cryptondl": cryptondl_model}
+def even_cryptondl_model(torch, kernels: int = 16, hidden: int = 64):
+    """cryptondl_model after 4 (x - 1/2)^2 on every pixel: an even function of the pixel's distance from
+    mid-grey, the same for p and 1 - p, so the network gives a pixel-encrypted grey image exactly the
+    answer it gives the plain one (the negation is the grey scheme's only transform). A polynomial module
+    the tracer keeps (its `coefficients`); under CKKS it runs on the im2col input (passes.im2col_stem)."""
+    class EvenInput(torch.nn.Module):
+        coefficients = (1.0, -4.0, 4.0)
+
+        def forward(self, x):
+            return 1 - 4 * x + 4 * x * x
+
+    return torch.nn.Sequential(EvenInput(), *cryptondl_model(torch, kernels, hidden))
+
+
+MODELS = {"cryptondl": cryptondl_model, "even-cryptondl": even_cryptondl_model}
 KERNELS = {"mnist": 4, "fashion-mnist": 16}  # chosen on the validation split (see above)
 
 
@@ -90,6 +102,8 @@ def train(dataset: str, model_name: str, epochs: int, seed: int, data_dir: Path,
     test images."""
     import torch
 
+    from resnet_fhe.models.torch_training import train_epochs
+
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     x_all, y_all = load_split(data_dir, dataset, "train")
@@ -100,26 +114,16 @@ def train(dataset: str, model_name: str, epochs: int, seed: int, data_dir: Path,
     steps = epochs * (-(-len(x_train) // batch))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=4e-3, total_steps=steps)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     generator = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        start, total = time.time(), 0.0
-        if pixel_encrypt:
-            x_train = torch.from_numpy(pixel_encrypted(plain_train, seed=1000 * seed + epoch))
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        for first in range(0, len(order), batch):
-            index = order[first:first + batch]
-            images = augment(torch, x_train[index], generator, flip=dataset == "fashion-mnist")
-            loss = loss_fn(model(images), y_train[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(index)
-        print(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.time() - start:.0f} s)",
-              file=sys.stderr)
-    model.eval()
+
+    def epoch_data(epoch: int) -> tuple:
+        if not pixel_encrypt:
+            return x_train, y_train
+        return torch.from_numpy(pixel_encrypted(plain_train, seed=1000 * seed + epoch)), y_train
+
+    train_epochs(torch, model, optimizer, schedule, epochs, batch, generator, epoch_data,
+                 torch.nn.CrossEntropyLoss(label_smoothing=0.1),
+                 lambda images: augment(torch, images, generator, flip=dataset == "fashion-mnist"))
     x_test, y_test = (x_all[len(x_all) - holdout:], y_all[len(y_all) - holdout:]) if holdout else \
         load_split(data_dir, dataset, "test")
     with torch.no_grad():
@@ -155,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from resnet_fhe.models.torch_import import weights_from_module
+    from resnet_fhe.models.torch_training import write_trained
 
-    kernels = args.kernels or KERNELS[args.dataset]
+    kernels = args.kernels or (KERNELS[args.dataset] if args.model == "cryptondl" else 16)
     if not 0 <= args.holdout < 60000 or kernels < 1:
         parser.error("--holdout must be in [0, 60000) and --kernels positive")
     model, accuracy = train(args.dataset, args.model, args.epochs, args.seed, args.data_dir, args.threads,
@@ -166,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
               "epochs": args.epochs, "seed": args.seed, "holdout": args.holdout, "torch": torch.__version__,
               "pixel_encrypted_training": args.pixel_encrypt,
               ("validation_accuracy_torch" if args.holdout else "test_accuracy_torch"): accuracy}
-    weights = weights_from_module(model, (1, 28, 28), provenance={"dataset": args.dataset, "trained": recipe},
-                                  name=args.out.stem)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    weights.save(args.out)
-    print(json.dumps(recipe, indent=1))
+    write_trained(model, (1, 28, 28), recipe, args.out)
     return 0
 
 

@@ -259,12 +259,22 @@ def cmd_encrypt(args: argparse.Namespace) -> dict[str, Any]:
     from resnet_fhe.runtime import Client
 
     data = _dataset(args)
+    masks = None
+    if args.selective_chunks:
+        from resnet_fhe.imagecrypt import chunk_pixel_mask
+
+        if data.images.shape[1] != 1:
+            raise InputError(f"--selective-chunks selects chunks of grey images (Jia et al.); {data.source} has "
+                             f"{data.images.shape[1]} channels")
+        masks = np.stack([chunk_pixel_mask(image[0]) for image in data.images])
     client = Client(args.store / "server", args.store / "client")
-    client.encrypt(data.images, args.output)
+    client.encrypt(data.images, args.output, encrypted_pixels=masks)
     labels = [int(label) for label in data.labels]
+    clear = "" if masks is None else f", {1 - masks.mean():.0%} of the pixels in the clear"
     print(f"encrypted {data.source} image(s) {args.start}-{args.start + len(labels) - 1} (labels {labels}) "
-          f"into {args.output}")
-    return {"ciphertext": str(args.output), "labels": labels}
+          f"into {args.output}{clear}")
+    result = {"ciphertext": str(args.output), "labels": labels}
+    return result if masks is None else {**result, "clear_pixel_fraction": float(1 - masks.mean())}
 
 
 def cmd_infer(args: argparse.Namespace) -> dict[str, Any]:
@@ -425,8 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--json", type=Path, default=None)
     keygen.set_defaults(handler=cmd_keygen)
 
-    encrypt = commands.add_parser("encrypt", help="client: encrypt CIFAR-10 image(s) into one query")
+    encrypt = commands.add_parser("encrypt", help="client: encrypt test image(s) into one query")
     encrypt.add_argument("--store", type=Path, required=True)
+    encrypt.add_argument("--dataset", choices=DATASET_NAMES, default="cifar10")
+    encrypt.add_argument("--selective-chunks", action="store_true",
+                         help="encrypt only the chunks Jia et al.'s Sobel threshold selects (grey images, e.g. "
+                              "neu-cls); the other pixels go in the clear beside the ciphertexts")
     encrypt.add_argument("--start", type=int, default=0, help="index of the first image")
     encrypt.add_argument("--images", type=int, default=1,
                          help="consecutive images in the query (up to the plan's images per query)")

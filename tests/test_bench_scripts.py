@@ -139,3 +139,54 @@ def test_train_mnist_pixel_encrypts_each_image_with_its_own_key():
     assert np.all((encrypted == pixels) | (encrypted == 255 - pixels))
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     assert not np.array_equal(first[0], first[1])  # independent keys per image
+
+
+def test_privacy_checks_its_inputs_before_any_work(tmp_path, capsys, monkeypatch):
+    privacy = _script("privacy")
+    with pytest.raises(SystemExit):
+        privacy.main(["--json", str(tmp_path / "p.json"), "--test-images", "0"])
+    monkeypatch.setattr(privacy, "WEIGHTS", tmp_path)
+    with pytest.raises(SystemExit):
+        privacy.main(["--json", str(tmp_path / "p.json"), "--only", "mnist", "neu_cls"])
+    assert "weights not found: cryptondl-mnist, chunk-cnn-neu, chunk-cnn-neu-server-view" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_privacy_writes_the_pixel_figures_of_a_grey_set(tmp_path, mnist_data):
+    """A few MNIST images: the issue's three accuracies (the pixel-trained weights where shipped) and the
+    attack, without CKKS."""
+    privacy = _script("privacy")
+    out = tmp_path / "p.json"
+    assert privacy.main(["--json", str(out), "--only", "mnist", "--test-images", "50", "--attack-images", "5",
+                         "--ckks-images", "0"]) == 0
+    figures = json.loads(out.read_text())["mnist"]
+    assert figures["test_images"] == 50 and figures["accuracy_plain_model"] >= 0.9
+    assert figures["attack"]["images"] == 5 and figures["attack"]["psnr_recovered_db"] > 0
+    if figures["pixel_model"]:
+        assert 0 <= figures["accuracy_encrypted_images"] <= 1 and 0 <= figures["accuracy_plain_images"] <= 1
+
+
+def test_train_neu_hides_exactly_the_selected_chunks():
+    import numpy as np
+
+    from resnet_fhe.imagecrypt import select_chunks
+
+    train = _script("train_neu")
+    rng = np.random.default_rng(1)
+    images = np.full((2, 1, 112, 112), 100, np.uint8)
+    images[0, 0, :28, 28:56] = rng.integers(0, 256, (28, 28))
+    view = train.server_view(images)
+    assert select_chunks(images[0, 0])[0, 1] and select_chunks(images[0, 0]).sum() == 1
+    assert (view[0, 0, :28, 28:56] == 0).all() and (view[0, 0, 28:] == 100).all()
+    np.testing.assert_array_equal(view[1], images[1])
+
+
+def test_learned_attack_refuses_bad_arguments_before_training(tmp_path, capsys):
+    attack = _script("learned_attack")
+    with pytest.raises(SystemExit):
+        attack.main(["--epochs", "0", "--json", str(tmp_path / "a.json")])
+    assert "must be positive" in capsys.readouterr().err
+    import numpy as np
+
+    plain = np.full((2, 1, 4, 4), 0.5)
+    assert attack.psnr(plain, plain + 0.1).round(6).tolist() == [20.0, 20.0]

@@ -77,3 +77,16 @@ def test_mnist_and_fashion_mnist_load_from_the_shared_copy(mnist_data):
     assert mnist.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the first MNIST test labels
     with pytest.raises(DataError, match="unknown data set"):
         load_dataset("emnist")
+
+
+def test_neu_cls_loads_the_fixed_split_as_the_paper_prepares_it():
+    from resnet_fhe.data import dataset_files, image_shape, load_dataset
+
+    if not dataset_files("neu-cls"):
+        pytest.skip("NEU-CLS not found")
+    test = load_dataset("neu-cls", "test")
+    assert test.images.shape == (360, *image_shape("neu-cls")) and test.images.dtype == np.uint8
+    assert np.bincount(test.labels).tolist() == [60] * 6
+    assert test.images[0].max() == 255 and test.images[0].min() == 0  # equalised
+    with pytest.raises(DataError, match="split"):
+        load_dataset("neu-cls", "validation")

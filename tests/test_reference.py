@@ -42,7 +42,7 @@ def test_wrong_image_shape_and_dtype_are_rejected():
 
 def test_numpy_forward_equals_torch():
     torch = pytest.importorskip("torch", reason="torch is an optional extra; install resnet-fhe[torch]")
-    from tests.torch_resnet import torch_resnet_from_weights
+    from resnet_fhe.models.torch_resnet import torch_resnet_from_weights
 
     weights = load_weights("resnet20")
     model = torch_resnet_from_weights(weights).eval()

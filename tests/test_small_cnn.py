@@ -36,6 +36,22 @@ def tutorial_cnn(seed: int = 0, activation: tuple[float, ...] = SQUARE, size: in
     ], "tutorial-cnn")
 
 
+EVEN = (1.0, -4.0, 4.0)  # 4 (x - 1/2)^2: the same for a pixel p and 1 - p (pixel-based encryption's negation)
+
+
+def even_input_cnn(padding: int = 0, seed: int = 0) -> Graph:
+    """tutorial_cnn with an elementwise polynomial on the input before the strided convolution."""
+    graph = tutorial_cnn(seed=seed)
+    conv = graph.node("conv")
+    out = (16 + 2 * padding - 4) // 3 + 1
+    fc1 = graph.node("fc1")
+    return graph.replace([graph.input, PolynomialActivation("even", ("input",), EVEN),
+                          Conv2d("conv", ("even",), conv.weight, conv.bias, 3, padding),
+                          *graph.nodes[2:3],
+                          Linear("fc1", ("act1",), np.resize(fc1.weight, (16, 4 * out * out)), fc1.bias),
+                          *graph.nodes[4:]])
+
+
 def no_bootstrap_params(ring_dim: int = 4096, depth: int = 7) -> CkksParameters:
     """INSECURE: a depth-7 chain with no bootstrapping, as small-128 but on a toy ring."""
     return CkksParameters(name=f"test-insecure-nobootstrap-{ring_dim}", ring_dim=ring_dim, scale_bits=40,
@@ -65,6 +81,17 @@ def test_an_im2col_stem_computes_the_same_function():
     images = random_images(3, (1, 16, 16)).images / 255.0
     np.testing.assert_allclose(run_graph(flat, images), run_graph(graph, images), rtol=1e-12, atol=1e-12)
     assert im2col_stem(flat) is flat
+
+
+def test_an_elementwise_input_polynomial_moves_onto_the_im2col_input():
+    """Exactly where it commutes with im2col: no padding, or a polynomial with p(0) = 0."""
+    graph = even_input_cnn()
+    flat = im2col_stem(graph)
+    assert flat.input.im2col == (4, 4, 3, 0) and [n.name for n in flat.nodes[:3]] == ["input", "even", "conv"]
+    assert flat.shapes["even"] == Shape(16, 5, 5)
+    images = random_images(3, (1, 16, 16)).images / 255.0
+    np.testing.assert_allclose(run_graph(flat, images), run_graph(graph, images), rtol=1e-12, atol=1e-12)
+    assert im2col_stem(even_input_cnn(padding=1)).input.im2col is None  # p(0) = 1 would fill the padding
 
 
 @pytest.mark.parametrize("stem", [False, True])
@@ -121,11 +148,13 @@ def test_macro_f1():
     assert macro_f1(np.array([0, 1, 1, 1, 0]), labels, 3) == pytest.approx((2 / 4 + 4 / 5 + 0) / 3)
 
 
-def test_encrypted_tutorial_cnn_matches_the_plain_network(library):
-    """Real CKKS at an INSECURE toy preset without bootstrapping: 4 images in one query."""
+@pytest.mark.parametrize("even_input", [False, True], ids=["square", "even-input"])
+def test_encrypted_tutorial_cnn_matches_the_plain_network(library, even_input):
+    """Real CKKS at an INSECURE toy preset without bootstrapping: 4 images in one query; with an even
+    polynomial on the (im2col) input, as the CNNs for pixel-encrypted images have."""
     openfhe_backend = pytest.importorskip("resnet_fhe.backends.openfhe_backend")
-    graph = im2col_stem(tutorial_cnn(seed=1))
-    plan = compile_for_test(graph, no_bootstrap_params(depth=5), images_per_query=4)
+    graph = im2col_stem(even_input_cnn(seed=1) if even_input else tutorial_cnn(seed=1))
+    plan = compile_for_test(graph, no_bootstrap_params(depth=8 if even_input else 5), images_per_query=4)
     assert plan.input_transform == {"image_shape": [1, 16, 16], "im2col": [4, 4, 3, 0]}
     keys = openfhe_backend.generate_keys(plan, library)
     backend = openfhe_backend.OpenFHEBackend(plan, keys.context, bootstrapper=keys.bootstrapper)

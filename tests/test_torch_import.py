@@ -87,7 +87,7 @@ def test_square_and_polynomial_modules_become_polynomial_activations():
 
 def test_the_shipped_resnet20_traces_to_the_same_function():
     from resnet_fhe.models.torch_import import trace_module
-    from tests.torch_resnet import torch_resnet_from_weights
+    from resnet_fhe.models.torch_resnet import torch_resnet_from_weights
 
     weights = load_weights("resnet20")
     mean, std = weights.meta["preprocessing"]["mean"], weights.meta["preprocessing"]["std"]
@@ -103,7 +103,7 @@ def test_the_shipped_resnet20_traces_to_the_same_function():
 
 def test_a_random_resnet_traces_to_the_same_function():
     from resnet_fhe.models.torch_import import trace_module
-    from tests.torch_resnet import torch_resnet_from_weights
+    from resnet_fhe.models.torch_resnet import torch_resnet_from_weights
 
     model = torch_resnet_from_weights(random_resnet_weights(ResNetSpec(depth=8, widths=(4, 8, 16)), seed=5)).eval()
     graph = trace_module(model, (3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -154,3 +154,56 @@ def test_the_import_command_writes_a_loadable_weights_file(tmp_path, capsys):
     torch.save(model.state_dict(), tmp_path / "state.pt")
     assert main(["import", str(tmp_path / "state.pt"), "--input-shape", "1,28,28", "--output", str(out)]) != 0
     assert "not a torch.nn.Module" in capsys.readouterr().err
+
+
+def test_the_neu_chunk_cnn_exports_to_the_same_function():
+    """bench/train_neu.py folds the per-chunk average into the first fully connected layer on export."""
+    import importlib.util
+    from pathlib import Path
+
+    from resnet_fhe.models.torch_import import trace_module
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "train_neu.py"
+    spec = importlib.util.spec_from_file_location("train_neu", path)
+    train_neu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_neu)
+    torch.manual_seed(0)
+    model = train_neu.chunk_cnn(torch, channels=4, hidden=8).eval()
+    model[1].running_mean.uniform_(-0.2, 0.2)
+    graph = trace_module(train_neu.exportable(torch, model), (1, 112, 112))
+    images = _images(2, (1, 112, 112))
+    np.testing.assert_allclose(run_graph(graph, images), _torch_logits(model, images), rtol=1e-4, atol=1e-4)
+
+
+def test_the_training_helpers_fit_and_write_a_model(tmp_path, capsys):
+    """train_epochs (the bench scripts' loop) fits a small CNN; write_trained writes weights that compute
+    the module and prints the recipe."""
+    import json
+
+    from resnet_fhe.models.torch_training import train_epochs, write_trained
+
+    torch.manual_seed(0)
+    inputs = torch.rand(64, 1, 8, 8)
+    targets = (inputs.mean((1, 2, 3)) > 0.5).long()
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.Flatten(), nn.Linear(18, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    seen = []
+
+    def epoch_data(epoch):
+        seen.append(epoch)
+        return inputs, targets
+
+    loss = nn.functional.cross_entropy
+    with torch.no_grad():
+        before = float(loss(model(inputs), targets))
+    trained = train_epochs(torch, model, optimizer, schedule, 20, 16, torch.Generator().manual_seed(0), epoch_data,
+                           loss)
+    assert seen == list(range(20)) and not trained.training
+    with torch.no_grad():
+        assert float(loss(trained(inputs), targets)) < 0.5 * before
+    write_trained(trained, (1, 8, 8), {"dataset": "mnist", "epochs": 20}, tmp_path / "w.npz")
+    assert json.loads(capsys.readouterr().out) == {"dataset": "mnist", "epochs": 20}
+    images = _images(3, (1, 8, 8))
+    np.testing.assert_allclose(run_graph(load_model(str(tmp_path / "w.npz")), images), _torch_logits(trained, images),
+                               atol=1e-4)

@@ -215,10 +215,9 @@ class OpenFHEBackend:
             return self.cc.Compress(ct, levels + degree, degree)
         return ct
 
-    def encrypt(self, images: np.ndarray, public_key: object) -> list[object]:
-        """One query: a (C, H, W) image or up to plan.images_per_query images (n, C, H, W) of pixels in
-        [0, 1] -> the plan's input ciphertexts (client side), encrypted with the levels the first ops need
-        (plan.input_levels), not the whole modulus chain. A query with fewer images is padded (pad_images)."""
+    def _input_plaintexts(self, images: np.ndarray) -> list[object]:
+        """(C, H, W) or (n, C, H, W) pixels in [0, 1] -> the plan's input register as CKKS plaintexts,
+        encoded at the level the input is encrypted at; a short query padded (pad_images)."""
         register = self.plan.registers[self.plan.input]
         images = np.asarray(images, dtype=np.float64)
         images = images[None] if images.ndim == 3 else images
@@ -227,8 +226,22 @@ class OpenFHEBackend:
         packed = register.to_slots(pad_images(self.plan.prepare_input(images), self.plan.images_per_query))
         slots = register.layout.slots
         level = self.plan.params.multiplicative_depth - self.plan.input_levels
-        return [self.cc.Encrypt(public_key, self.cc.MakeCKKSPackedPlaintext(ct[0], 1, level, None, slots))
-                for ct in packed]
+        return [self.cc.MakeCKKSPackedPlaintext(ct[0], 1, level, None, slots) for ct in packed]
+
+    def encrypt(self, images: np.ndarray, public_key: object) -> list[object]:
+        """One query: a (C, H, W) image or up to plan.images_per_query images (n, C, H, W) of pixels in
+        [0, 1] -> the plan's input ciphertexts (client side), encrypted with the levels the first ops need
+        (plan.input_levels), not the whole modulus chain. A query with fewer images is padded (pad_images)."""
+        return [self.cc.Encrypt(public_key, plaintext) for plaintext in self._input_plaintexts(images)]
+
+    def add_clear_input(self, cts: list[object], images: np.ndarray) -> list[object]:
+        """The input ciphertexts plus pixels the client sent in the clear (server side, no key): for an
+        image whose encrypted and clear pixels are disjoint, the sum encrypts the whole image, and every
+        layer from the first on computes what it computes on an image encrypted whole."""
+        plaintexts = self._input_plaintexts(images)
+        if len(plaintexts) != len(cts):
+            raise InputError(f"the clear pixels fill {len(plaintexts)} input ciphertexts, the query has {len(cts)}")
+        return [self.cc.EvalAdd(ct, plaintext) for ct, plaintext in zip(cts, plaintexts, strict=True)]
 
     def decrypt(self, cts: list[object], secret_key: object) -> np.ndarray:
         """A query's output ciphertexts -> (images per query, outputs): each image's flattened output

@@ -12,6 +12,7 @@ numpy only at run time. Keys come from a seeded generator and are never written 
 
 from resnet_fhe.imagecrypt.chunks import (
     chunk_grid,
+    chunk_pixel_mask,
     chunk_scores,
     equalize_histogram,
     resize_bilinear,
@@ -20,5 +21,5 @@ from resnet_fhe.imagecrypt.chunks import (
 )
 from resnet_fhe.imagecrypt.pixel import PixelKey, decrypt, encrypt, encrypt_batch, image_keys
 
-__all__ = ["PixelKey", "chunk_grid", "chunk_scores", "decrypt", "encrypt", "encrypt_batch", "equalize_histogram",
-           "image_keys", "resize_bilinear", "select_chunks", "sobel_magnitude"]
+__all__ = ["PixelKey", "chunk_grid", "chunk_pixel_mask", "chunk_scores", "decrypt", "encrypt", "encrypt_batch",
+           "equalize_histogram", "image_keys", "resize_bilinear", "select_chunks", "sobel_magnitude"]

@@ -91,3 +91,9 @@ def chunk_scores(image: np.ndarray, chunk: int = PAPER_CHUNK) -> np.ndarray:
 def select_chunks(image: np.ndarray, chunk: int = PAPER_CHUNK, threshold: float = PAPER_THRESHOLD) -> np.ndarray:
     """(rows, cols) bool: the chunks whose score exceeds `threshold`, the ones to encrypt."""
     return chunk_scores(image, chunk) > threshold
+
+
+def chunk_pixel_mask(image: np.ndarray, chunk: int = PAPER_CHUNK, threshold: float = PAPER_THRESHOLD) -> np.ndarray:
+    """(height, width) bool: True on the pixels of the chunks select_chunks picks for encryption."""
+    selected = select_chunks(image, chunk, threshold)
+    return np.repeat(np.repeat(selected, chunk, axis=0), chunk, axis=1)

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from resnet_fhe.ir.graph import BatchNorm, Conv2d, Graph, Node, Normalize
+from resnet_fhe.ir.graph import BatchNorm, Conv2d, Graph, Node, Normalize, PolynomialActivation
 from resnet_fhe.ir.interpret import conv2d
 
 
@@ -62,17 +62,31 @@ def im2col_stem(graph: Graph) -> Graph:
     output position's receptive field as channels and the convolution becomes 1x1, stride 1, unpadded.
     Same function; one level and a few rotations instead of three levels (full-grid convolution,
     subsample, channel move) under CKKS. A stride-1 stem is left as it is: im2col would multiply its
-    input's slots by kh * kw for nothing."""
+    input's slots by kh * kw for nothing.
+
+    Elementwise polynomials between the input and the convolution (a pixel-wise input transform, such as
+    the even function of a model for pixel-encrypted images) move with it onto the im2col input: they
+    commute with copying pixels, and also with the zero padding where they map 0 to 0."""
     if len(graph.nodes) < 2 or graph.input.im2col is not None:
         return graph
-    conv = graph.nodes[1]
-    if not isinstance(conv, Conv2d) or conv.inputs != (graph.input.name,) or conv.stride == 1 or \
-            len(graph.consumers(graph.input.name)) != 1:
+    chain, source = [], graph.input.name
+    for node in graph.nodes[1:]:
+        if node.inputs != (source,) or len(graph.consumers(source)) != 1:
+            return graph
+        if not isinstance(node, PolynomialActivation):
+            break
+        chain.append(node)
+        source = node.name
+    else:
+        return graph  # no convolution after the polynomials
+    conv = graph.nodes[1 + len(chain)]
+    if not isinstance(conv, Conv2d) or conv.stride == 1 or len(graph.consumers(source)) != 1 or \
+            (conv.padding and any(node.coefficients[0] for node in chain)):
         return graph
     out_c, in_c, kh, kw = conv.weight.shape
-    source = dataclasses.replace(graph.input, im2col=(kh, kw, conv.stride, conv.padding))
+    stem = dataclasses.replace(graph.input, im2col=(kh, kw, conv.stride, conv.padding))
     flat = Conv2d(conv.name, conv.inputs, conv.weight.reshape(out_c, in_c * kh * kw, 1, 1), conv.bias, 1, 0)
-    return graph.replace([source, flat, *graph.nodes[2:]])
+    return graph.replace([stem, *chain, flat, *graph.nodes[2 + len(chain):]])
 
 
 def _rename_inputs(node: Node, renamed: dict[str, str]) -> Node:

@@ -124,9 +124,13 @@ class Client:
              f"{time.perf_counter() - started:.1f} s")
         return cls(server_dir, client_dir)
 
-    def encrypt(self, images: np.ndarray, folder: Path) -> None:
+    def encrypt(self, images: np.ndarray, folder: Path, encrypted_pixels: np.ndarray | None = None) -> None:
         """One query into a ciphertext folder: an image (C, H, W) or up to plan.images_per_query images
-        (n, C, H, W), raw pixels uint8 or floats already in [0, 1]."""
+        (n, C, H, W), raw pixels uint8 or floats already in [0, 1].
+
+        `encrypted_pixels`: selective encryption (Jia et al.; imagecrypt.chunk_pixel_mask): a bool mask
+        (H, W), or one per image (n, H, W), True where a pixel is encrypted; the other pixels go in the
+        clear beside the ciphertexts, and the server can read them."""
         expected = self.plan.image_shape
         images = np.asarray(images)
         query = images[None] if images.ndim == 3 else images
@@ -139,8 +143,17 @@ class Client:
         pixels = query / 255.0 if query.dtype == np.uint8 else query
         if not np.issubdtype(pixels.dtype, np.floating) or pixels.min() < 0 or pixels.max() > 1:
             raise InputError("pixels must be uint8, or floats in [0, 1]")
+        clear = None
+        if encrypted_pixels is not None:
+            mask = np.asarray(encrypted_pixels)
+            mask = np.broadcast_to(mask, (len(query), *mask.shape[-2:])) if mask.ndim == 2 else mask
+            if mask.dtype != bool or mask.shape != (len(query), *expected[1:]):
+                raise InputError(f"encrypted_pixels must be a bool mask of shape {expected[1:]} or "
+                                 f"{(len(query), *expected[1:])}, got {mask.dtype} {mask.shape}")
+            clear = np.where(mask[:, None], 0.0, pixels)
+            pixels = np.where(mask[:, None], pixels, 0.0)
         cts = self.backend.encrypt(pixels, self.public_key)
-        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"], self.fhe, len(query))
+        write_ciphertexts(Path(folder), cts, self.plan.input, self.manifest["store_id"], self.fhe, len(query), clear)
 
     def decrypt(self, folder: Path) -> np.ndarray:
         """A query's answer -> (images in the query, outputs), the padding of a short query dropped."""

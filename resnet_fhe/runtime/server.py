@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from resnet_fhe.backends.bootstrapping import FileStageKeys, StreamedBootstrap
 from resnet_fhe.backends.openfhe_backend import (
     OpenFHEBackend,
@@ -23,7 +25,7 @@ from resnet_fhe.errors import InputError
 from resnet_fhe.plan.plan import Plan
 from resnet_fhe.plan.residency import KeyResidency
 from resnet_fhe.runtime.checkpoint import Checkpoint, input_digest
-from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, write_ciphertexts
+from resnet_fhe.runtime.ciphertexts import query_images, read_ciphertexts, read_clear_part, write_ciphertexts
 from resnet_fhe.runtime.heap import release_freed_memory
 from resnet_fhe.runtime.keystore import (
     KeyStoreError,
@@ -161,6 +163,15 @@ class Server:
             self._checked[name] = (stat.st_size, stat.st_mtime_ns)
         return path
 
+    def _clear_part(self, folder: Path, images: int) -> np.ndarray | None:
+        """The pixels a selectively encrypted query sent in the clear, checked against the plan."""
+        clear = read_clear_part(folder)
+        expected = (images, *self.plan.image_shape)
+        if clear is not None and (clear.shape != expected or not np.all((clear >= 0) & (clear <= 1))):
+            raise InputError(f"{folder}: the clear pixels must be floats in [0, 1] of shape {expected}, got "
+                             f"{clear.dtype} {clear.shape}")
+        return clear
+
     def infer(self, input_folder: Path, output_folder: Path, guard=None) -> None:
         self.infer_batch([(Path(input_folder), Path(output_folder))], guard=guard)
 
@@ -181,6 +192,9 @@ class Server:
             if not 1 <= count <= self.plan.images_per_query:
                 raise InputError(f"{source} says it holds {count} images; this plan's queries hold 1 to "
                                  f"{self.plan.images_per_query}")
+        clear = [self._clear_part(Path(source), count) for (source, _), count in zip(folders, images, strict=True)]
+        batch = [cts if part is None else self.backend.add_clear_input(cts, part)
+                 for cts, part in zip(batch, clear, strict=True)]
         saver, resume, after_op, before = None, None, None, Resumed(0, 0.0)
         if checkpoint is not None:
             saver = Checkpoint(checkpoint, self.manifest["store_id"], input_digest([source for source, _ in folders]),

@@ -1,5 +1,6 @@
-"""An independent torch definition of the CIFAR ResNet (as in akamaster/pytorch_resnet_cifar10), used only
-to check the numpy forward. Imported only where torch is installed."""
+"""The CIFAR ResNet as torch modules (as in akamaster/pytorch_resnet_cifar10), written independently of the
+numpy forward: the tests check one against the other, and bench/train_cifar_pixel.py fine-tunes the shipped
+weights with it. Needs the torch extra; nothing in the engine imports it."""
 
 import numpy as np
 import torch
