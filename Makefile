@@ -73,15 +73,18 @@ train-mnist: torch
 	  --out weights/cryptondl-fashion-mnist.npz
 
 # Issue 14's models (weights/pixel-*.npz, chunk-cnn-neu*.npz), then their figures (bench/privacy.py).
-# The ResNet20 fine-tune takes about 15 minutes on 2 cores, the rest a few minutes each.
+# The ResNet20 fine-tune takes about 30 minutes, the rest a few minutes each.
 train-privacy: torch
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_mnist.py --dataset mnist --model even-cryptondl --pixel-encrypt \
 	  --out weights/pixel-cryptondl-mnist.npz
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_mnist.py --dataset fashion-mnist --model even-cryptondl \
 	  --pixel-encrypt --out weights/pixel-cryptondl-fashion-mnist.npz
-	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --out weights/chunk-cnn-neu.npz
-	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --server-view --out weights/chunk-cnn-neu-server-view.npz
-	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_cifar_pixel.py --epochs 10 --out weights/pixel-resnet20.npz
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --threads 1 --out weights/chunk-cnn-neu.npz
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --shape paper --out weights/chunk-cnn-neu-paper.npz
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --threads 1 --server-view \
+	  --out weights/chunk-cnn-neu-server-view.npz
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_cifar_pixel.py --invariant --augment --epochs 15 --threads 1 \
+	  --out weights/pixel-resnet20.npz
 
 lint: setup
 	$(VENV)/bin/ruff check .

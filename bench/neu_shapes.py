@@ -3,13 +3,15 @@ the figures bench/train_neu.py's docstring and the README quote when they say wh
 has its shape and why none computable here reaches 95 %.
 
 Each shape trains on the fixed split's training images minus 240 held out (train_neu.split), Adam,
-one-cycle learning rate, label smoothing 0.1, mirrored copies, seed 0, and reports its accuracy on the 240:
+one-cycle learning rate, label smoothing 0.1, mirrored copies (with `--jitter` also train_neu's contrast and
+brightness jitter), seed 0, and reports its accuracy on the 240:
 - `flat`: the paper's counts read literally, one 7 x 7 kernel at stride 7 and its 16 x 16 map flattened
   into the 256 -> 128 layer (square activations);
-- `pool`: the shipped shape (train_neu.chunk_cnn) without its quarter-turn copies;
+- `pool`: the paper's shape as train_neu.chunk_cnn reads it, without its quarter-turn copies;
 - `square-deep`: three square-activated convolutions on the 16 x 16 map;
 - `relu-avg`: the same with ReLU and an average pool (CKKS-computable with ReLU polynomials);
 - `relu-strided`: ReLU, a stride-2 convolution instead of the pool, 32 kernels first;
+- `relu-patch`: the shipped shape (train_neu.patch_cnn), a 4 x 4 stride-4 first layer instead of 7 x 7;
 - `relu-max`: a ReLU network with max pooling and stride-1 first layer (not computable under CKKS as is).
 
     PYTHONPATH=. .venv-torch/bin/python bench/neu_shapes.py > bench/results/privacy-2026-12-02/neu-shapes.json
@@ -49,16 +51,17 @@ def shapes(torch, name: str):
         "relu-strided": lambda: nn.Sequential(nn.Conv2d(1, 32, 7, stride=7), nn.BatchNorm2d(32), nn.ReLU(),
                                               *block(32, 64, nn.ReLU), *block(64, 128, nn.ReLU, 2),
                                               *block(128, 128, nn.ReLU), *head, nn.Linear(128, 6)),
+        "relu-patch": lambda: _sibling("train_neu").patch_cnn(torch),
         "relu-max": lambda: nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.BatchNorm2d(32), nn.ReLU(),
                                           nn.MaxPool2d(4), *block(32, 64, nn.ReLU), nn.MaxPool2d(4),
                                           *block(64, 128, nn.ReLU), *head, nn.Linear(128, 6)),
     }[name]()
 
 
-NAMES = ("flat", "pool", "square-deep", "relu-avg", "relu-strided", "relu-max")
+NAMES = ("flat", "pool", "square-deep", "relu-avg", "relu-strided", "relu-patch", "relu-max")
 
 
-def validate(name: str, epochs: int, seed: int) -> float:
+def validate(name: str, epochs: int, seed: int, jitter: bool = False) -> float:
     import torch
 
     from resnet_fhe.data import load_dataset
@@ -75,16 +78,14 @@ def validate(name: str, epochs: int, seed: int) -> float:
                                                    total_steps=epochs * (-(-len(x_train) // batch)))
     generator = torch.Generator().manual_seed(seed)
 
-    def mirrored(images):
-        for axis in (2, 3):
-            flip = torch.rand(len(images), generator=generator) < 0.5
-            images = torch.where(flip[:, None, None, None], images.flip(axis), images)
-        return images
+    def augmented(images):
+        return train_neu.augment(torch, images, generator, jitter=jitter)
 
     train_epochs(torch, model, optimizer, schedule, epochs, batch, generator, lambda epoch: (x_train, y_train),
-                 torch.nn.CrossEntropyLoss(label_smoothing=0.1), mirrored, label=f"{name} ")
+                 torch.nn.CrossEntropyLoss(label_smoothing=0.1), augmented, label=f"{name} ")
     with torch.no_grad():
         predicted = model(torch.from_numpy(x_eval.astype(np.float32) / 255.0)).argmax(1).numpy()
+    print(f"{name}: validation accuracy {np.mean(predicted == y_eval):.4f}", file=sys.stderr, flush=True)
     return float(np.mean(predicted == y_eval))
 
 
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=NAMES, nargs="+", default=list(NAMES))
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jitter", action="store_true",
+                        help="also a random contrast and brightness per image (train_neu.augment)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if args.epochs < 1:
@@ -109,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    results = {name: validate(name, args.epochs, args.seed) for name in args.shape}
+    results = {name: validate(name, args.epochs, args.seed, args.jitter) for name in args.shape}
     print(json.dumps({"validation_images": 240, "epochs": args.epochs, "seed": args.seed,
-                      "torch": torch.__version__, "validation_accuracy": results}, indent=1))
+                      "jitter": args.jitter, "torch": torch.__version__, "validation_accuracy": results}, indent=1))
     return 0
 
 

@@ -13,12 +13,15 @@ Per data set (JSON keys `cifar10_resnet20`, `mnist`, `fashion_mnist`, `neu_cls`)
   combination: pixel-encrypted test images classified by the pixel-trained CNN under real 128-bit CKKS
   (medium-128, client and server through resnet_fhe.runtime), so the server sees neither image nor result.
 - NEU-CLS (Jia et al. 2023): the chunk CNN (weights/chunk-cnn-neu.npz, bench/train_neu.py) on the 360
-  held-out images (`accuracy`); the fraction of chunks the paper's Sobel threshold encrypts; CKKS time and
-  bytes of encrypting only those chunks, packed, against the whole image (`encrypt_seconds_*`,
-  `bytes_*`, as bench/selective_encryption.py measures them); the selective queries run end to end under
-  128-bit CKKS (selected chunks encrypted, the rest in the clear, added by the server before the first
-  layer); and what the clear chunks reveal: the same CNN trained and tested on them alone
-  (weights/chunk-cnn-neu-server-view.npz, bench/train_neu.py --server-view).
+  held-out images (`accuracy`), and the paper's square-activated shape beside it
+  (`accuracy_paper_shape`, weights/chunk-cnn-neu-paper.npz, bench/train_neu.py --shape paper); the
+  fraction of chunks the paper's Sobel threshold encrypts; CKKS time and bytes of encrypting only those
+  chunks, packed, against the whole image (`encrypt_seconds_*`, `bytes_*`, as
+  bench/selective_encryption.py measures them); the selective queries run end to end under 128-bit CKKS
+  (`--neu-ckks-images`, preset default-128: the chunk CNN's ReLUs need bootstrapping; selected chunks
+  encrypted, the rest in the clear, added by the server before the first layer); and what the clear
+  chunks reveal: the same CNN trained and tested on them alone (weights/chunk-cnn-neu-server-view.npz,
+  bench/train_neu.py --server-view).
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ from resnet_fhe.models import load_model
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"
 PIXEL_PRESET = "medium-128"  # the even input polynomial's 3 levels on top of small-128's 5
+NEU_PRESET = "default-128"  # the chunk CNN's ReLU polynomials need bootstrapping
+# Its ranges mapped to [-1/2, 1/2], not CompileOptions' [-1/1.4, 1/1.4]: simulated with the preset's noise
+# (`resnet-fhe evaluate --model chunk-cnn-neu --preset default-128 --mode simulate --noise`), the default
+# margin let a test image's ReLU input reach 1.03 and its polynomial diverge; margin 2 left none outside.
+NEU_MARGIN = 2.0
 TEST_KEY_SEED = 10**6  # keys for the test images: no training epoch used this seed
 PIXEL_SETS = {"cifar10_resnet20": ("cifar10", "resnet20", "pixel-resnet20"),
               "mnist": ("mnist", "cryptondl-mnist", "pixel-cryptondl-mnist"),
@@ -58,7 +66,7 @@ def accuracy(model: str, images: np.ndarray, labels: np.ndarray) -> float:
 
 
 def encrypted_run(model: str, preset: str, calibration: Dataset, images: np.ndarray,
-                  masks: np.ndarray | None = None) -> dict:
+                  masks: np.ndarray | None = None, margin: float | None = None) -> dict:
     """Real 128-bit CKKS at `preset` through the runtime, one image per query, a fresh key store: the
     logits, seconds per image on the server, and the query folder's bytes per image. With `masks`, each
     image's True pixels are encrypted and the rest sent in the clear (selective encryption)."""
@@ -68,8 +76,9 @@ def encrypted_run(model: str, preset: str, calibration: Dataset, images: np.ndar
     from resnet_fhe.runtime import Client, Server
 
     graph = load_model(model)
+    options = CompileOptions() if margin is None else CompileOptions(margin=margin)
     plan = compile_graph(graph, calibrate(graph, calibration, images=len(calibration)), load_preset(preset),
-                         CompileOptions(), model=model)
+                         options, model=model)
     logits, seconds, sent, encrypt_seconds = [], 0.0, 0, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -86,7 +95,7 @@ def encrypted_run(model: str, preset: str, calibration: Dataset, images: np.ndar
             logits.append(client.decrypt(answer)[0])
             sent += sum(path.stat().st_size for path in query.iterdir())
     count = len(images)
-    return {"logits": np.array(logits), "server_seconds_per_image": seconds / count,
+    return {"logits": np.array(logits), "margin": options.margin, "server_seconds_per_image": seconds / count,
             "client_encrypt_seconds_per_image": encrypt_seconds / count, "query_bytes_per_image": sent / count}
 
 
@@ -123,11 +132,11 @@ def pixel_scheme(key: str, test_images: int, ckks_images: int, attack_images: in
 
 
 def ckks_figures(model: str, preset: str, calibration: Dataset, images: np.ndarray, labels: np.ndarray,
-                 masks: np.ndarray | None = None) -> dict:
+                 masks: np.ndarray | None = None, margin: float | None = None) -> dict:
     """encrypted_run's figures with its accuracy and its agreement with the same model in the clear."""
     _log(f"  {model}: {len(images)} image(s) under 128-bit CKKS" + (" (selected chunks only)" if masks is not None
                                                                      else ""))
-    run = encrypted_run(model, preset, calibration, images, masks)
+    run = encrypted_run(model, preset, calibration, images, masks, margin)
     logits, plain = run.pop("logits"), run_graph(load_model(model), images / 255.0)
     return {"preset": preset, "images": len(images), "accuracy": float(np.mean(logits.argmax(1) == labels)),
             "agreement_with_plain": float(np.mean(logits.argmax(1) == plain.argmax(1))),
@@ -143,6 +152,7 @@ def neu_cls(ckks_images: int, selective_encryption) -> dict:
     result = {"test_images": len(labels), "model": "chunk-cnn-neu",
               "accuracy": accuracy("chunk-cnn-neu", images, labels),
               "trained": load_model_provenance("chunk-cnn-neu"),
+              "accuracy_paper_shape": accuracy("chunk-cnn-neu-paper", images, labels),
               "encrypted_chunk_fraction": float(selected.mean()),
               "images_with_no_chunk_encrypted": int((~selected.any(axis=(1, 2))).sum())}
     costs = selective_encryption.measure(images[:, 0])
@@ -158,10 +168,10 @@ def neu_cls(ckks_images: int, selective_encryption) -> dict:
     if ckks_images:
         calibration = load_dataset("neu-cls", "train")
         picks = np.linspace(0, len(labels) - 1, min(ckks_images, len(labels))).round().astype(int)  # every class
-        result["ckks_selective"] = ckks_figures("chunk-cnn-neu", "small-128", calibration, images[picks],
-                                                labels[picks], masks[picks])
-        result["ckks_whole_image"] = ckks_figures("chunk-cnn-neu", "small-128", calibration, images[picks],
-                                                  labels[picks])
+        result["ckks_selective"] = ckks_figures("chunk-cnn-neu", NEU_PRESET, calibration, images[picks],
+                                                labels[picks], masks[picks], NEU_MARGIN)
+        result["ckks_whole_image"] = ckks_figures("chunk-cnn-neu", NEU_PRESET, calibration, images[picks],
+                                                  labels[picks], margin=NEU_MARGIN)
     return result
 
 
@@ -184,16 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
     parser.add_argument("--only", nargs="+", choices=[*PIXEL_SETS, "neu_cls"], default=[*PIXEL_SETS, "neu_cls"])
     parser.add_argument("--test-images", type=int, default=10000, help="test images per pixel-scheme data set")
-    parser.add_argument("--ckks-images", type=int, default=20, help="test images run under real CKKS (0: none)")
+    parser.add_argument("--ckks-images", type=int, default=20,
+                        help="MNIST / Fashion-MNIST test images run under real CKKS (0: none)")
+    parser.add_argument("--neu-ckks-images", type=int, default=3,
+                        help="NEU-CLS test images run under real CKKS, selective and whole (0: none; minutes each)")
     parser.add_argument("--attack-images", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 batches folder")
     args = parser.parse_args(argv)
-    if args.test_images < 1 or args.attack_images < 1 or args.ckks_images < 0:
-        parser.error("--test-images and --attack-images must be positive, --ckks-images not negative")
+    if args.test_images < 1 or args.attack_images < 1 or min(args.ckks_images, args.neu_ckks_images) < 0:
+        parser.error("--test-images and --attack-images must be positive, --ckks-images and --neu-ckks-images "
+                     "not negative")
     missing = [name for key, (_, plain, _) in PIXEL_SETS.items() if key in args.only
                for name in [plain] if not (WEIGHTS / f"{name}.npz").is_file()]
     if "neu_cls" in args.only:
-        missing += [name for name in ("chunk-cnn-neu", "chunk-cnn-neu-server-view")
+        missing += [name for name in ("chunk-cnn-neu", "chunk-cnn-neu-paper", "chunk-cnn-neu-server-view")
                     if not (WEIGHTS / f"{name}.npz").is_file()]
     if missing:
         parser.error(f"weights not found: {', '.join(missing)} (see the training scripts in bench/)")
@@ -207,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     figures = {}
     for key in args.only:
-        figures[key] = (neu_cls(args.ckks_images, selective_encryption) if key == "neu_cls" else
+        figures[key] = (neu_cls(args.neu_ckks_images, selective_encryption) if key == "neu_cls" else
                         pixel_scheme(key, args.test_images, args.ckks_images, args.attack_images, args.data_dir))
         _log(f"{key}: {json.dumps({k: v for k, v in figures[key].items() if isinstance(v, float)})}")
     figures["run"] = {"seconds": round(time.perf_counter() - started, 1), "cpu": cpu_model(),

@@ -11,7 +11,12 @@ image is an encryption of the cropped or mirrored image under a moved key). SGD 
 schedule. The test set is read once, at the end: accuracy on its images encrypted with keys no training
 epoch used, and on its plain images.
 
-    PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --epochs 10 --out weights/pixel-resnet20.npz
+`--invariant` puts key_invariant_front before the ResNet: features of each pixel that every key leaves
+unchanged, so the network classifies an encrypted image exactly as its plain image and needs no
+invariance learnt (shipped: 83.81 % against 69.90 % for 10 epochs on the encrypted pixels directly).
+
+    PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --invariant --augment --epochs 15 --threads 1 \
+        --out weights/pixel-resnet20.npz
 """
 
 from __future__ import annotations
@@ -27,6 +32,40 @@ def encrypted(images: np.ndarray, seed: int) -> np.ndarray:
     from resnet_fhe.imagecrypt import encrypt_batch
 
     return encrypt_batch(images, seed=seed)
+
+
+def key_invariant_front(torch):
+    """Three features per pixel that no key changes: with u_i = (c_i - 1/2)^2 for the pixel's components
+    c_i in [0, 1], the negative-positive transform (c -> 1 - c) leaves each u_i and the shuffle their sum,
+    so sum_i P(s_k * 2(c_i - 1/2)) with the even P(z) = z^2 + z^4 + z^6 at three scales s_k (a
+    Vandermonde mix of the power sums of u, which fix the pixel's multiset of u's) is the same for an
+    image under every key: the network never has to learn the keys away. A 1 x 1 convolution (3 -> 9,
+    fixed), the polynomial, a 1 x 1 sum (9 -> 3, fixed) and a batch normalisation: layers the tracer and
+    the IR take, evaluable under CKKS like the grey CNNs' 4(x - 1/2)^2."""
+    nn = torch.nn
+
+    class EvenPolynomial(nn.Module):
+        coefficients = (0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0)
+
+        def forward(self, x):
+            z = x * x
+            return z + z * z + z * z * z
+
+    scales = torch.tensor([1.0, 0.75, 0.5])
+    spread = nn.Conv2d(3, 9, 1)
+    gather = nn.Conv2d(9, 3, 1, bias=False)
+    with torch.no_grad():
+        spread.weight.zero_()
+        gather.weight.zero_()
+        for k, scale in enumerate(scales):
+            for i in range(3):
+                spread.weight[3 * k + i, i] = 2 * scale
+                gather.weight[k, 3 * k + i] = 1.0
+        spread.bias.copy_(-scales.repeat_interleave(3))
+    for layer in (spread, gather):
+        layer.weight.requires_grad_(False)
+    spread.bias.requires_grad_(False)
+    return nn.Sequential(spread, EvenPolynomial(), gather, nn.BatchNorm2d(3))
 
 
 def augment(torch, images, generator):
@@ -49,7 +88,8 @@ def accuracy(torch, model, images: np.ndarray, labels: np.ndarray, mean, std) ->
     return correct / len(images)
 
 
-def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float, data_dir) -> tuple:
+def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float, invariant: bool,
+          data_dir) -> tuple:
     import torch
 
     from resnet_fhe.data import load_dataset
@@ -64,6 +104,10 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
     mean = torch.tensor(prep["mean"], dtype=torch.float32)[:, None, None]
     std = torch.tensor(prep["std"], dtype=torch.float32)[:, None, None]
     model = torch_resnet_from_weights(weights)
+    if invariant:  # the front end replaces the input normalisation
+        model = torch.nn.Sequential(key_invariant_front(torch), model)
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
+        prep = {}
     data = load_dataset("cifar10", "train", data_dir)
     labels = torch.from_numpy(data.labels)
     batch = 128
@@ -91,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--augment", action="store_true", help="random crops and mirrors of the encrypted images")
+    parser.add_argument("--invariant", action="store_true",
+                        help="a key-invariant polynomial front end before the ResNet (key_invariant_front)")
     parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (one cycle)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -108,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from resnet_fhe.models.torch_training import write_trained
 
-    model, results, prep = train(args.epochs, args.seed, args.threads, args.augment, args.lr, args.data_dir)
+    model, results, prep = train(args.epochs, args.seed, args.threads, args.augment, args.lr,
+                                   args.invariant, args.data_dir)
     recipe = {"script": "bench/train_cifar_pixel.py", "dataset": "cifar10", "start": "weights/resnet20.npz",
-              "epochs": args.epochs, "augment": args.augment, "lr": args.lr, "seed": args.seed,
+              "epochs": args.epochs, "augment": args.augment, "invariant": args.invariant, "lr": args.lr,
+              "seed": args.seed,
               "torch": torch.__version__, "pixel_encrypted_training": True, "test_accuracy_torch": results}
-    write_trained(model, (3, 32, 32), recipe, args.out, mean=prep["mean"], std=prep["std"])
+    write_trained(model, (3, 32, 32), recipe, args.out, mean=prep.get("mean"), std=prep.get("std"))
     return 0
 
 

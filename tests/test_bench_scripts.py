@@ -148,7 +148,8 @@ def test_privacy_checks_its_inputs_before_any_work(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(privacy, "WEIGHTS", tmp_path)
     with pytest.raises(SystemExit):
         privacy.main(["--json", str(tmp_path / "p.json"), "--only", "mnist", "neu_cls"])
-    assert "weights not found: cryptondl-mnist, chunk-cnn-neu, chunk-cnn-neu-server-view" in capsys.readouterr().err
+    assert ("weights not found: cryptondl-mnist, chunk-cnn-neu, chunk-cnn-neu-paper, chunk-cnn-neu-server-view"
+            in capsys.readouterr().err)
     assert not (tmp_path / "p.json").exists()
 
 

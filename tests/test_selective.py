@@ -88,8 +88,8 @@ def test_chunk_pixel_mask_covers_the_selected_chunks():
 
 
 def test_the_cli_sends_the_unselected_chunks_of_neu_images_in_the_clear(tmp_path, capsys):
-    """keygen / encrypt --selective-chunks / infer / decrypt for the shipped chunk CNN at small-128 (N = 2^14,
-    no bootstrapping: keys in a second): the answer is the class the model gives in the clear."""
+    """keygen / encrypt --selective-chunks / infer / decrypt for the paper-shaped chunk CNN at small-128
+    (N = 2^14, no bootstrapping: keys in a second): the answer is the class the model gives in the clear."""
     import json
 
     from resnet_fhe.cli import main
@@ -99,7 +99,7 @@ def test_the_cli_sends_the_unselected_chunks_of_neu_images_in_the_clear(tmp_path
     if not dataset_files("neu-cls"):
         pytest.skip("NEU-CLS not found")
     store = tmp_path / "store"
-    assert main(["keygen", "--model", "chunk-cnn-neu", "--preset", "small-128", "--calibration-images", "256",
+    assert main(["keygen", "--model", "chunk-cnn-neu-paper", "--preset", "small-128", "--calibration-images", "256",
                  "--store", str(store)]) == 0
     assert main(["encrypt", "--store", str(store), "--dataset", "neu-cls", "--start", "100", "--selective-chunks",
                  "--output", str(tmp_path / "query"), "--json", str(tmp_path / "e.json")]) == 0
@@ -110,7 +110,7 @@ def test_the_cli_sends_the_unselected_chunks_of_neu_images_in_the_clear(tmp_path
                  "--json", str(tmp_path / "d.json")]) == 0
     answer = json.loads((tmp_path / "d.json").read_text())
     image = load_dataset("neu-cls", "test").images[100:101]
-    want = run_graph(load_model("chunk-cnn-neu"), image / 255.0)
+    want = run_graph(load_model("chunk-cnn-neu-paper"), image / 255.0)
     assert np.argmax(answer["logits"][0]) == want.argmax()
     capsys.readouterr()
     assert main(["encrypt", "--store", str(store), "--sample", "--selective-chunks", "--output",

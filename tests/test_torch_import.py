@@ -156,23 +156,62 @@ def test_the_import_command_writes_a_loadable_weights_file(tmp_path, capsys):
     assert "not a torch.nn.Module" in capsys.readouterr().err
 
 
-def test_the_neu_chunk_cnn_exports_to_the_same_function():
-    """bench/train_neu.py folds the per-chunk average into the first fully connected layer on export."""
+def _bench_script(name: str):
     import importlib.util
     from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_neu_chunk_cnn_exports_to_the_same_function():
+    """bench/train_neu.py folds the per-chunk average into the first fully connected layer on export."""
     from resnet_fhe.models.torch_import import trace_module
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "train_neu.py"
-    spec = importlib.util.spec_from_file_location("train_neu", path)
-    train_neu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_neu)
+    train_neu = _bench_script("train_neu")
     torch.manual_seed(0)
     model = train_neu.chunk_cnn(torch, channels=4, hidden=8).eval()
     model[1].running_mean.uniform_(-0.2, 0.2)
     graph = trace_module(train_neu.exportable(torch, model), (1, 112, 112))
     images = _images(2, (1, 112, 112))
     np.testing.assert_allclose(run_graph(graph, images), _torch_logits(model, images), rtol=1e-4, atol=1e-4)
+
+
+def test_the_shipped_relu_chunk_cnn_traces_and_the_jitter_keeps_pixels_in_range():
+    """train_neu.patch_cnn is built from layers the tracer takes (it is written as traced); its
+    augmentation leaves pixels in [0, 1] and changes the images."""
+    from resnet_fhe.models.torch_import import trace_module
+
+    train_neu = _bench_script("train_neu")
+    torch.manual_seed(0)
+    model = train_neu.patch_cnn(torch).eval()
+    images = _images(2, (1, 112, 112))
+    np.testing.assert_allclose(run_graph(trace_module(model, (1, 112, 112)), images), _torch_logits(model, images),
+                               rtol=1e-4, atol=1e-4)
+    batch = torch.rand(8, 1, 112, 112)
+    out = train_neu.augment(torch, batch, torch.Generator().manual_seed(0))
+    assert out.shape == batch.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert not torch.equal(out, batch)
+
+
+def test_the_key_invariant_front_gives_every_key_the_same_features_and_traces():
+    """train_cifar_pixel.key_invariant_front: a pixel-encrypted image and its plain image give the same
+    features (in torch and in the traced IR graph), and different images different ones."""
+    from resnet_fhe.imagecrypt import encrypt_batch
+    from resnet_fhe.models.torch_import import trace_module
+
+    front = torch.nn.Sequential(_bench_script("train_cifar_pixel").key_invariant_front(torch),
+                                torch.nn.Flatten()).eval()  # a traced module ends in a vector
+    plain = np.random.default_rng(0).integers(0, 256, (3, 3, 8, 8), dtype=np.uint8)
+    encrypted = encrypt_batch(plain, seed=1)
+    assert not np.array_equal(plain, encrypted)
+    graph = trace_module(front, (3, 8, 8))
+    for run in (lambda x: _torch_logits(front, x), lambda x: run_graph(graph, x)):
+        np.testing.assert_allclose(run(plain / 255.0), run(encrypted / 255.0), rtol=1e-5, atol=1e-5)
+    features = _torch_logits(front, plain / 255.0)
+    assert not np.allclose(features[0], features[1])
 
 
 def test_the_training_helpers_fit_and_write_a_model(tmp_path, capsys):
