@@ -1,6 +1,6 @@
 """Other network shapes for NEU-CLS, on a validation split of the training images (issue 14; torch extra):
-the figures bench/train_neu.py's docstring and the README quote when they say why the shipped chunk CNN
-has its shape and why none computable here reaches 95 %.
+the figures the README quotes when it says why the shipped chunk CNN (bench/train_neu.py) has its shape
+and augmentation.
 
 Each shape trains on the fixed split's training images minus 240 held out (train_neu.split), Adam,
 one-cycle learning rate, label smoothing 0.1, mirrored copies (with `--jitter` also train_neu's contrast and
@@ -15,6 +15,8 @@ brightness jitter), seed 0, and reports its accuracy on the 240:
 - `relu-max`: a ReLU network with max pooling and stride-1 first layer (not computable under CKKS as is).
 
     PYTHONPATH=. .venv-torch/bin/python bench/neu_shapes.py > bench/results/privacy-2026-12-02/neu-shapes.json
+    PYTHONPATH=. .venv-torch/bin/python bench/neu_shapes.py --shape relu-patch --jitter --threads 1 \
+        > bench/results/privacy-2026-12-02-b/neu-shapes-relu-patch-jitter.json
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def shapes(torch, name: str):
 NAMES = ("flat", "pool", "square-deep", "relu-avg", "relu-strided", "relu-patch", "relu-max")
 
 
-def validate(name: str, epochs: int, seed: int, jitter: bool = False) -> float:
+def validate(name: str, epochs: int, seed: int, jitter: bool = False) -> tuple[float, list[list[int]]]:
+    """The shape's validation accuracy and its confusion matrix (rows: true class, columns: predicted)."""
     import torch
 
     from resnet_fhe.data import load_dataset
@@ -86,7 +89,9 @@ def validate(name: str, epochs: int, seed: int, jitter: bool = False) -> float:
     with torch.no_grad():
         predicted = model(torch.from_numpy(x_eval.astype(np.float32) / 255.0)).argmax(1).numpy()
     print(f"{name}: validation accuracy {np.mean(predicted == y_eval):.4f}", file=sys.stderr, flush=True)
-    return float(np.mean(predicted == y_eval))
+    confusion = np.zeros((6, 6), int)
+    np.add.at(confusion, (y_eval, predicted), 1)
+    return float(np.mean(predicted == y_eval)), confusion.tolist()
 
 
 def _sibling(name: str):
@@ -111,10 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs must be positive")
     import torch
 
+    from resnet_fhe.data.neu import NEU_CLASSES
+
     torch.set_num_threads(args.threads)
     results = {name: validate(name, args.epochs, args.seed, args.jitter) for name in args.shape}
     print(json.dumps({"validation_images": 240, "epochs": args.epochs, "seed": args.seed,
-                      "jitter": args.jitter, "torch": torch.__version__, "validation_accuracy": results}, indent=1))
+                      "jitter": args.jitter, "torch": torch.__version__, "classes": NEU_CLASSES,
+                      "validation_accuracy": {name: accuracy for name, (accuracy, _) in results.items()},
+                      "validation_confusion": {name: confusion for name, (_, confusion) in results.items()}},
+                     indent=1))
     return 0
 
 
