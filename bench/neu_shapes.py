@@ -88,10 +88,11 @@ def validate(name: str, epochs: int, seed: int, jitter: bool = False) -> tuple[f
                  torch.nn.CrossEntropyLoss(label_smoothing=0.1), augmented, label=f"{name} ")
     with torch.no_grad():
         predicted = model(torch.from_numpy(x_eval.astype(np.float32) / 255.0)).argmax(1).numpy()
-    print(f"{name}: validation accuracy {np.mean(predicted == y_eval):.4f}", file=sys.stderr, flush=True)
+    accuracy = float(np.mean(predicted == y_eval))
+    print(f"{name}: validation accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
     confusion = np.zeros((6, 6), int)
     np.add.at(confusion, (y_eval, predicted), 1)
-    return float(np.mean(predicted == y_eval)), confusion.tolist()
+    return accuracy, confusion.tolist()
 
 
 def _sibling(name: str):
