@@ -83,7 +83,7 @@ train-privacy: torch
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --shape paper --out weights/chunk-cnn-neu-paper.npz
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --threads 1 --server-view \
 	  --out weights/chunk-cnn-neu-server-view.npz
-	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_cifar_pixel.py --invariant --augment --epochs 15 --threads 1 \
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --epochs 30 --threads 2 \
 	  --out weights/pixel-resnet20.npz
 
 lint: setup

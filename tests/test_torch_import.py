@@ -214,6 +214,21 @@ def test_the_key_invariant_front_gives_every_key_the_same_features_and_traces():
     assert not np.allclose(features[0], features[1])
 
 
+def test_the_distillation_loss_is_the_label_loss_plus_the_teacher_divergence():
+    """train_cifar_pixel.distillation_loss: with label weight 1 it is cross-entropy on the labels; with
+    label weight 0 it vanishes when the student gives the teacher's logits and grows as it departs."""
+    loss_of = _bench_script("train_cifar_pixel").distillation_loss
+    torch.manual_seed(0)
+    outputs, teacher = torch.randn(6, 10), torch.randn(6, 10)
+    labels = torch.randint(0, 10, (6,))
+    targets = torch.cat([labels[:, None].float(), teacher], 1)
+    cross_entropy = torch.nn.functional.cross_entropy(outputs, labels)
+    torch.testing.assert_close(loss_of(torch, 4.0, 1.0)(outputs, targets), cross_entropy)
+    soft_only = loss_of(torch, 4.0, 0.0)
+    assert float(soft_only(teacher, targets)) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < float(soft_only(0.5 * teacher + 0.5 * outputs, targets)) < float(soft_only(outputs, targets))
+
+
 def test_the_training_helpers_fit_and_write_a_model(tmp_path, capsys):
     """train_epochs (the bench scripts' loop) fits a small CNN; write_trained writes weights that compute
     the module and prints the recipe."""
