@@ -50,7 +50,7 @@ native: setup
 
 test: setup $(if $(filter 1,$(NATIVE)),native) $(if $(filter 1,$(TORCH)),torch)
 	$(VENV)/bin/ruff check .
-	OMP_NUM_THREADS=$(THREADS) RESNET_FHE_REQUIRE_NATIVE=$(NATIVE) $(PY) -m pytest -q $(ARGS)
+	OMP_NUM_THREADS=$(THREADS) RESNET_FHE_REQUIRE_NATIVE=$(NATIVE) $(PY) -m pytest -q --durations=15 $(ARGS)
 	$(if $(filter 1,$(TORCH)),$(MAKE) --no-print-directory test-torch)
 
 torch: $(TORCH_VENV)/.installed
@@ -73,7 +73,8 @@ train-mnist: torch
 	  --out weights/cryptondl-fashion-mnist.npz
 
 # Issue 14's models (weights/pixel-*.npz, chunk-cnn-neu*.npz), then their figures (bench/privacy.py).
-# The ResNet20 fine-tune takes about 30 minutes, the rest a few minutes each.
+# The ResNet20 fine-tune (two runs, the second continuing the first) takes about 2 h 45 min, the rest a few
+# minutes each.
 train-privacy: torch
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_mnist.py --dataset mnist --model even-cryptondl --pixel-encrypt \
 	  --out weights/pixel-cryptondl-mnist.npz
@@ -84,7 +85,9 @@ train-privacy: torch
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_neu.py --threads 1 --server-view \
 	  --out weights/chunk-cnn-neu-server-view.npz
 	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --epochs 30 --threads 2 \
-	  --out weights/pixel-resnet20.npz
+	  --out build/pixel-resnet20-stage1.npz
+	PYTHONPATH=. $(TORCH_VENV)/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --cutmix 0.5 \
+	  --init build/pixel-resnet20-stage1.npz --epochs 32 --lr 0.02 --threads 2 --out weights/pixel-resnet20.npz
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -220,13 +220,58 @@ def test_the_distillation_loss_is_the_label_loss_plus_the_teacher_divergence():
     loss_of = _bench_script("train_cifar_pixel").distillation_loss
     torch.manual_seed(0)
     outputs, teacher = torch.randn(6, 10), torch.randn(6, 10)
-    labels = torch.randint(0, 10, (6,))
-    targets = torch.cat([labels[:, None].float(), teacher], 1)
-    cross_entropy = torch.nn.functional.cross_entropy(outputs, labels)
-    torch.testing.assert_close(loss_of(torch, 4.0, 1.0)(outputs, targets), cross_entropy)
+    labels, partners = torch.randint(0, 10, (2, 6))
+    unmixed = torch.cat([labels[:, None].float(), labels[:, None].float(), torch.ones(6, 1), teacher], 1)
+    cross_entropy = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(loss_of(torch, 4.0, 1.0)(outputs, unmixed), cross_entropy(outputs, labels))
+    share = torch.full((6, 1), 0.25)
+    mixed = torch.cat([labels[:, None].float(), partners[:, None].float(), share, teacher], 1)
+    torch.testing.assert_close(loss_of(torch, 4.0, 1.0)(outputs, mixed),
+                               0.25 * cross_entropy(outputs, labels) + 0.75 * cross_entropy(outputs, partners))
     soft_only = loss_of(torch, 4.0, 0.0)
-    assert float(soft_only(teacher, targets)) == pytest.approx(0.0, abs=1e-6)
-    assert 0 < float(soft_only(0.5 * teacher + 0.5 * outputs, targets)) < float(soft_only(outputs, targets))
+    assert float(soft_only(teacher, unmixed)) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < float(soft_only(0.5 * teacher + 0.5 * outputs, unmixed)) < float(soft_only(outputs, unmixed))
+
+
+def test_cutmix_moves_one_box_between_views_alike_and_reports_the_kept_share():
+    """train_cifar_pixel.cutmix: about the asked fraction of images is mixed; a mixed image differs from its
+    original exactly where it equals its partner, in every stacked view alike, and the share of its own
+    pixels kept is what the box left."""
+    cutmix = _bench_script("train_cifar_pixel").cutmix
+    images = torch.rand(400, 6, 8, 8)
+    mixed, partner, kept = cutmix(torch, images, 0.5, torch.Generator().manual_seed(0))
+    assert 0.4 < float((kept < 1).float().mean()) < 0.6
+    for i in range(len(images)):
+        changed = (mixed[i] != images[i]).any(0)
+        assert torch.equal(mixed[i][:, changed], images[partner[i]][:, changed])
+        assert torch.equal((mixed[i, :3] != images[i, :3]).any(0), (mixed[i, 3:] != images[i, 3:]).any(0))
+        if partner[i] != i:
+            assert float(kept[i]) == pytest.approx(1 - float(changed.float().mean()))
+
+
+def test_load_trained_reads_back_what_write_trained_wrote_and_refuses_another_structure(tmp_path):
+    """load_trained puts write_trained's traced weights back into a module of the same structure (same
+    outputs), and raises ValueError for a module they do not fit."""
+    from resnet_fhe.models.torch_training import load_trained, write_trained
+
+    def model():
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(64, 3))
+
+    torch.manual_seed(0)
+    trained = model()
+    trained.train()
+    trained(torch.rand(8, 1, 4, 4))  # running statistics away from their initial values
+    trained.eval()
+    write_trained(trained, (1, 4, 4), {"dataset": "mnist"}, tmp_path / "w.npz")
+    loaded = model().eval()
+    load_trained(torch, loaded, tmp_path / "w.npz")
+    images = torch.rand(5, 1, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), trained(images))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_trained(torch, nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(64, 3)),
+                     tmp_path / "w.npz")
 
 
 def test_the_training_helpers_fit_and_write_a_model(tmp_path, capsys):

@@ -50,3 +50,28 @@ def write_trained(module, input_shape: tuple[int, int, int], recipe: dict, out: 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         weights.save(out)
     print(json.dumps(recipe, indent=1))
+
+
+def load_trained(torch, module, path: Path) -> None:
+    """Loads into `module` the weights write_trained wrote from a module of the same structure: the tracer
+    names each layer by its module path with '_' for '.' (a leading '_'), and batch normalisation's
+    weight, bias and running statistics gamma, beta, mean and var. Raises ValueError naming what does not
+    match, so a continued training run never starts from a partly loaded model."""
+    import numpy as np
+
+    from resnet_fhe.models.weights_file import load_weights
+
+    names = {"gamma": "weight", "beta": "bias", "mean": "running_mean", "var": "running_var"}
+    state = {}
+    for key, value in load_weights(path).arrays.items():
+        layer, parameter = key.rsplit(".", 1)
+        state[f"{layer.lstrip('_').replace('_', '.')}.{names.get(parameter, parameter)}"] = \
+            torch.tensor(np.asarray(value, np.float32))
+    expected = module.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if unknown or missing or wrong:
+        raise ValueError(f"{path} does not fit this model: unknown {unknown[:3]}, missing {missing[:3]}, "
+                         f"other shapes {wrong[:3]}")
+    module.load_state_dict(state, strict=False)
