@@ -141,6 +141,8 @@ def distillation_loss(torch, temperature: float, label_weight: float):
 
 def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float, invariant: bool,
           distill: bool, holdout: int, data_dir, init: Path | None = None, cutmix_fraction: float = 0.0) -> tuple:
+    if cutmix_fraction and not distill:
+        raise ValueError("CutMix needs distillation: the teacher gives the mixed images' classes")
     import torch
 
     from resnet_fhe.data import load_dataset
