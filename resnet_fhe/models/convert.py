@@ -16,7 +16,8 @@ from resnet_fhe.models.weights_file import WeightsFile
 # The preprocessing used to train the akamaster checkpoints (its trainer.py).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "mean", "running_var": "var"}
+# torch BatchNorm2d state names -> ours (the weights format's gamma, beta, mean, var).
+TORCH_BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "mean", "running_var": "var"}
 
 
 def rename_torch_key(key: str) -> str | None:
@@ -38,9 +39,9 @@ def rename_torch_key(key: str) -> str | None:
         if match:
             groups = list(match.groups())
             if ".bn" in template or template.startswith("stem.bn"):
-                if groups[-1] not in _BN_FIELDS:
+                if groups[-1] not in TORCH_BN_FIELDS:
                     raise WeightsError(f"unexpected BatchNorm entry {key!r}")
-                groups[-1] = _BN_FIELDS[groups[-1]]
+                groups[-1] = TORCH_BN_FIELDS[groups[-1]]
             return template.format(*groups)
     raise WeightsError(f"state-dict key {key!r} is not part of a CIFAR ResNet")
 

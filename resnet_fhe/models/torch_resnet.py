@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from resnet_fhe.models.convert import TORCH_BN_FIELDS
+
 
 class _Block(nn.Module):
     def __init__(self, in_c, out_c, stride):
@@ -48,7 +50,7 @@ class _ResNet(nn.Module):
 def torch_resnet_from_weights(weights):
     meta = weights.meta
     model = _ResNet((meta["depth"] - 2) // 6, meta["widths"])
-    names = {"gamma": "weight", "beta": "bias", "mean": "running_mean", "var": "running_var"}
+    names = {ours: theirs for theirs, ours in TORCH_BN_FIELDS.items()}
     state = {}
     for key, value in weights.arrays.items():
         torch_key = key.replace("stem.conv", "conv1").replace("stem.bn", "bn1").replace("head.linear", "linear")

@@ -59,9 +59,10 @@ def load_trained(torch, module, path: Path) -> None:
     match, so a continued training run never starts from a partly loaded model."""
     import numpy as np
 
+    from resnet_fhe.models.convert import TORCH_BN_FIELDS
     from resnet_fhe.models.weights_file import load_weights
 
-    names = {"gamma": "weight", "beta": "bias", "mean": "running_mean", "var": "running_var"}
+    names = {ours: theirs for theirs, ours in TORCH_BN_FIELDS.items()}
     state = {}
     for key, value in load_weights(path).arrays.items():
         layer, parameter = key.rsplit(".", 1)
