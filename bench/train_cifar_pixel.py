@@ -17,7 +17,8 @@ invariance learnt (83.81 % after 15 epochs, against 69.90 % for 10 epochs on the
 directly). `--distill` adds the shipped plain ResNet20 as a teacher: it sees the plain crop of each
 encrypted training image, and the student learns its soft classes as well as the label. `--cutmix F`
 pastes a box of another image into a fraction F of each epoch's images (encrypted and plain views alike;
-the teacher labels the mixed image), and `--init` continues from weights this script wrote. `--holdout N`
+the teacher labels the mixed image), `--features W` also asks the student's layer2 and layer3 outputs to
+match the teacher's (weight W), and `--init` continues from weights this script wrote. `--holdout N`
 keeps the last N training images out of training and reports on them, for choosing a recipe without
 reading the test set.
 
@@ -26,6 +27,12 @@ reading the test set.
     PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --cutmix 0.5 \
         --init build/pixel-resnet20-stage1.npz --epochs 32 --lr 0.02 --threads 2 \
         --out weights/pixel-resnet20.npz                                                   # 85.91 %
+
+A fifth-session experiment, not shipped (+0.12 pp only; bench/results/privacy-2026-12-02-e/):
+
+    PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --cutmix 0.5 \
+        --features 1 --init weights/pixel-resnet20.npz --epochs 34 --lr 0.02 --threads 2 \
+        --out build/pixel-resnet20-stage3.npz                                              # 86.03 %
 """
 
 from __future__ import annotations
@@ -119,30 +126,83 @@ def accuracy(torch, model, images: np.ndarray, labels: np.ndarray, mean, std) ->
     return float((logits_of(torch, model, inputs).argmax(1).numpy() == labels).mean())
 
 
-def distillation_loss(torch, temperature: float, label_weight: float):
+# The ResNet stages whose outputs --features matches: layer1 (32 x 32) still describes the pixels, whose
+# brightness the scheme destroys, so only the two deeper stages are asked of the student.
+FEATURE_STAGES = ("layer2", "layer3")
+
+
+def record_stages(resnet, stages=FEATURE_STAGES) -> tuple[dict, list]:
+    """Forward hooks that keep the latest output of each of `resnet`'s `stages` in the returned dict;
+    the handles come back too, to remove the hooks once training is over."""
+    outputs: dict = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            outputs[name] = output
+        return hook
+
+    handles = [getattr(resnet, name).register_forward_hook(keep(name)) for name in stages]
+    return outputs, handles
+
+
+def teacher_targets(torch, teacher, images, stages: dict | None, batch: int = 500):
+    """The teacher's logits for `images` and, when `stages` (record_stages' dict on the teacher) is given,
+    its stage outputs after them, flattened into one row per image."""
+    teacher.eval()
+    rows = []
+    with torch.no_grad():
+        for first in range(0, len(images), batch):
+            parts = [teacher(images[first:first + batch])]
+            if stages is not None:
+                parts += [stages[name].flatten(1) for name in FEATURE_STAGES]
+            rows.append(torch.cat(parts, 1))
+    return torch.cat(rows)
+
+
+def distillation_loss(torch, temperature: float, label_weight: float, feature_weight: float = 0.0,
+                      student_stages: dict | None = None):
     """Knowledge distillation (Hinton et al. 2015): targets are (label, partner's label, share of the own
-    label, teacher's ten logits) rows (the partner is CutMix's; an unmixed image is its own partner at share
-    1); the loss is label_weight x the share-weighted cross-entropy on the two labels plus
-    (1 - label_weight) x T^2 x KL(teacher || student) at temperature T. The teacher's soft classes carry
-    what 20,000 labels alone do not (which wrong classes an image resembles), the usual remedy when a
-    student learns from few images."""
+    label, teacher's ten logits[, teacher's stage outputs]) rows (the partner is CutMix's; an unmixed image
+    is its own partner at share 1); the loss is label_weight x the share-weighted cross-entropy on the two
+    labels plus (1 - label_weight) x T^2 x KL(teacher || student) at temperature T. The teacher's soft
+    classes carry what 20,000 labels alone do not (which wrong classes an image resembles), the usual
+    remedy when a student learns from few images.
+
+    With `feature_weight` > 0, `student_stages` (record_stages' dict on the student) must hold the
+    student's FEATURE_STAGES outputs of the same forward pass, and feature_weight x the sum over those
+    stages of the squared error to the teacher's, relative to the teacher's mean square, is added (hint
+    learning, Romero et al. 2015): the student starts as the teacher, so its stages are the teacher's
+    stages, and thousands of numbers per image say more than ten logits."""
     functional = torch.nn.functional
+    if feature_weight and student_stages is None:
+        raise ValueError("feature distillation needs the student's stage outputs (record_stages)")
 
     def loss(outputs, targets):
-        labels, partners, share, teacher = targets[:, 0].long(), targets[:, 1].long(), targets[:, 2], targets[:, 3:]
+        labels, partners, share = targets[:, 0].long(), targets[:, 1].long(), targets[:, 2]
+        teacher = targets[:, 3:13]
         soft = functional.kl_div(functional.log_softmax(outputs / temperature, 1),
                                  functional.softmax(teacher / temperature, 1), reduction="batchmean")
         hard = (share * functional.cross_entropy(outputs, labels, reduction="none")
                 + (1 - share) * functional.cross_entropy(outputs, partners, reduction="none")).mean()
-        return label_weight * hard + (1 - label_weight) * temperature ** 2 * soft
+        total = label_weight * hard + (1 - label_weight) * temperature ** 2 * soft
+        if feature_weight:
+            first = 13
+            for name in FEATURE_STAGES:
+                student = student_stages[name].flatten(1)
+                target = targets[:, first:first + student.shape[1]]
+                first += student.shape[1]
+                total = total + feature_weight * ((student - target) ** 2).mean() / (target ** 2).mean()
+        return total
 
     return loss
 
 
 def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float, invariant: bool,
-          distill: bool, holdout: int, data_dir, init: Path | None = None, cutmix_fraction: float = 0.0) -> tuple:
-    if cutmix_fraction and not distill:
-        raise ValueError("CutMix needs distillation: the teacher gives the mixed images' classes")
+          distill: bool, holdout: int, data_dir, init: Path | None = None, cutmix_fraction: float = 0.0,
+          feature_weight: float = 0.0) -> tuple:
+    if (cutmix_fraction or feature_weight) and not distill:
+        raise ValueError("CutMix and feature matching need distillation: the teacher gives the mixed images' "
+                         "classes and the stage outputs")
     import torch
 
     from resnet_fhe.data import load_dataset
@@ -159,6 +219,8 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
     mean, std = plain_mean, plain_std
     model = torch_resnet_from_weights(weights)
     teacher = torch_resnet_from_weights(weights).eval() if distill else None
+    student_stages, hooks = record_stages(model) if feature_weight else ({}, [])
+    teacher_stages, teacher_hooks = record_stages(teacher) if feature_weight else (None, [])
     if invariant:  # the front end replaces the input normalisation
         model = torch.nn.Sequential(key_invariant_front(torch), model)
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
@@ -193,13 +255,16 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
         images, plain_view = views.split(3, 1)
         if teacher is None:
             return (images - mean) / std, labels
-        soft = logits_of(torch, teacher, (plain_view - plain_mean) / plain_std)
+        soft = teacher_targets(torch, teacher, (plain_view - plain_mean) / plain_std, teacher_stages)
         return (images - mean) / std, torch.cat([labels[:, None].float(), partners[:, None].float(),
                                                   share[:, None], soft], 1)
 
-    loss = (distillation_loss(torch, temperature=4.0, label_weight=0.1) if distill
+    loss = (distillation_loss(torch, temperature=4.0, label_weight=0.1, feature_weight=feature_weight,
+                              student_stages=student_stages) if distill
             else torch.nn.functional.cross_entropy)
     train_epochs(torch, model, optimizer, schedule, epochs, batch, generator, epoch_data, loss)
+    for hook in hooks + teacher_hooks:
+        hook.remove()
     if holdout:  # model selection: the test set stays unread
         eval_images, eval_labels = data.images[kept:], data.labels[kept:]
     else:
@@ -222,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutmix", type=float, default=0.0, metavar="FRACTION",
                         help="CutMix this fraction of each epoch's images (needs --distill: the teacher labels "
                              "the mixed images)")
+    parser.add_argument("--features", type=float, default=0.0, metavar="WEIGHT",
+                        help="also match the teacher's layer2 and layer3 outputs with this weight (needs "
+                             "--distill; distillation_loss)")
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from weights this script wrote (with the same --invariant)")
     parser.add_argument("--holdout", type=int, default=0,
@@ -242,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--holdout must be at least 0")
     if not 0 <= args.cutmix <= 1 or (args.cutmix and not args.distill):
         parser.error("--cutmix takes a fraction in [0, 1] and needs --distill")
+    if args.features < 0 or (args.features and not args.distill):
+        parser.error("--features takes a weight >= 0 and needs --distill")
     if args.init is not None and not args.init.is_file():
         parser.error(f"--init {args.init}: no such file")
 
@@ -250,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_fhe.models.torch_training import write_trained
 
     model, results, prep = train(args.epochs, args.seed, args.threads, args.augment, args.lr,
-                                   args.invariant, args.distill, args.holdout, args.data_dir, args.init, args.cutmix)
+                                   args.invariant, args.distill, args.holdout, args.data_dir, args.init, args.cutmix,
+                                   args.features)
     recipe = {"script": "bench/train_cifar_pixel.py", "dataset": "cifar10",
               "start": str(args.init) if args.init else "weights/resnet20.npz",
               "epochs": args.epochs, "augment": args.augment, "invariant": args.invariant, "distill": args.distill,
-              "cutmix": args.cutmix, "holdout": args.holdout, "lr": args.lr,
+              "cutmix": args.cutmix, "features": args.features, "holdout": args.holdout, "lr": args.lr,
               "seed": args.seed,
               "torch": torch.__version__, "pixel_encrypted_training": True,
               ("validation_accuracy_torch" if args.holdout else "test_accuracy_torch"): results}

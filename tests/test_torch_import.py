@@ -233,6 +233,38 @@ def test_the_distillation_loss_is_the_label_loss_plus_the_teacher_divergence():
     assert 0 < float(soft_only(0.5 * teacher + 0.5 * outputs, unmixed)) < float(soft_only(outputs, unmixed))
 
 
+def test_feature_matching_vanishes_for_the_teacher_itself_and_grows_as_the_student_departs():
+    """train_cifar_pixel's --features: teacher_targets lays the teacher's logits and layer2/layer3 outputs
+    out as distillation_loss reads them, so a student that is the teacher pays nothing for the features
+    (the loss equals the logits-only loss), a changed student pays more, and asking for features without
+    the student's stage outputs is refused."""
+    from resnet_fhe.models.torch_resnet import torch_resnet_from_weights
+    from resnet_fhe.models.weights_file import load_weights
+
+    script = _bench_script("train_cifar_pixel")
+    weights = load_weights("resnet20")
+    teacher, student = torch_resnet_from_weights(weights).eval(), torch_resnet_from_weights(weights).eval()
+    teacher_stages, _ = script.record_stages(teacher)
+    student_stages, handles = script.record_stages(student)
+    images = torch.rand(4, 3, 32, 32)
+    rows = script.teacher_targets(torch, teacher, images, teacher_stages, batch=3)
+    assert rows.shape == (4, 10 + 32 * 16 * 16 + 64 * 8 * 8)
+    labels = torch.randint(0, 10, (4, 1)).float()
+    targets = torch.cat([labels, labels, torch.ones(4, 1), rows], 1)
+    with_features = script.distillation_loss(torch, 4.0, 0.1, 1.0, student_stages)
+    logits_only = script.distillation_loss(torch, 4.0, 0.1)
+    with torch.no_grad():
+        same = student(images)
+        assert float(with_features(same, targets)) == pytest.approx(float(logits_only(same, targets)), abs=1e-5)
+        student.layer2[0].conv1.weight.mul_(1.5)
+        changed = student(images)
+        assert float(with_features(changed, targets)) > float(logits_only(changed, targets)) + 1e-3
+    for handle in handles:
+        handle.remove()
+    with pytest.raises(ValueError, match="stage outputs"):
+        script.distillation_loss(torch, 4.0, 0.1, 1.0)
+
+
 def test_cutmix_moves_one_box_between_views_alike_and_reports_the_kept_share():
     """train_cifar_pixel.cutmix: about the asked fraction of images is mixed; a mixed image differs from its
     original exactly where it equals its partner, in every stacked view alike, and the share of its own
