@@ -20,7 +20,10 @@ pastes a box of another image into a fraction F of each epoch's images (encrypte
 the teacher labels the mixed image), `--features W` also asks the student's layer2 and layer3 outputs to
 match the teacher's (weight W), and `--init` continues from weights this script wrote. `--holdout N`
 keeps the last N training images out of training and reports on them, for choosing a recipe without
-reading the test set.
+reading the test set, and `--train-images N` trains on the first N only. `--scratch` starts from random
+weights instead of the shipped ones and `--plain` trains on the plain images (no keys): together they
+measure what the scheme's information loss costs at equal data and recipe, with no 50,000-image
+pretraining on either side (the bound runs below).
 
     PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --epochs 30 \
         --threads 2 --out build/pixel-resnet20-stage1.npz                                  # 85.33 %
@@ -33,6 +36,14 @@ A fifth-session experiment, not shipped (+0.12 pp only; bench/results/privacy-20
     PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --invariant --augment --distill --cutmix 0.5 \
         --features 1 --init weights/pixel-resnet20.npz --epochs 34 --lr 0.02 --threads 2 \
         --out build/pixel-resnet20-stage3.npz                                              # 86.03 %
+
+The sixth session's bound runs (bench/results/privacy-2026-12-02-f/): the same ResNet20, recipe and 20,000
+images, from random weights, on plain images and behind the key-invariant front:
+
+    PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --scratch --plain --augment --epochs 20 \
+        --lr 0.1 --threads 2 --out build/scratch-plain.npz
+    PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --scratch --invariant --augment --epochs 20 \
+        --lr 0.1 --threads 2 --out build/scratch-invariant.npz
 """
 
 from __future__ import annotations
@@ -82,6 +93,14 @@ def key_invariant_front(torch):
         layer.weight.requires_grad_(False)
     spread.bias.requires_grad_(False)
     return nn.Sequential(spread, EvenPolynomial(), gather, nn.BatchNorm2d(3))
+
+
+def reinitialise(torch, model) -> None:
+    """Gives every layer of `model` that has parameters its fresh random initialisation (torch's default,
+    as a new model gets) and every batch normalisation fresh running statistics: --scratch."""
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)):
+            module.reset_parameters()
 
 
 def augment(torch, images, generator):
@@ -199,10 +218,14 @@ def distillation_loss(torch, temperature: float, label_weight: float, feature_we
 
 def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float, invariant: bool,
           distill: bool, holdout: int, data_dir, init: Path | None = None, cutmix_fraction: float = 0.0,
-          feature_weight: float = 0.0) -> tuple:
+          feature_weight: float = 0.0, scratch: bool = False, plain_training: bool = False,
+          train_images_limit: int | None = None) -> tuple:
     if (cutmix_fraction or feature_weight) and not distill:
         raise ValueError("CutMix and feature matching need distillation: the teacher gives the mixed images' "
                          "classes and the stage outputs")
+    if plain_training and invariant:
+        raise ValueError("the key-invariant front gives plain and encrypted images the same features: "
+                         "--plain with --invariant would repeat the encrypted run")
     import torch
 
     from resnet_fhe.data import load_dataset
@@ -218,6 +241,8 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
     plain_std = torch.tensor(prep["std"], dtype=torch.float32)[:, None, None]
     mean, std = plain_mean, plain_std
     model = torch_resnet_from_weights(weights)
+    if scratch:
+        reinitialise(torch, model)
     teacher = torch_resnet_from_weights(weights).eval() if distill else None
     student_stages, hooks = record_stages(model) if feature_weight else ({}, [])
     teacher_stages, teacher_hooks = record_stages(teacher) if feature_weight else (None, [])
@@ -231,10 +256,11 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
     if holdout >= len(data.labels):
         raise ValueError(f"--holdout {holdout} leaves none of the {len(data.labels)} training images")
     kept = len(data.labels) - holdout
-    train_images, train_labels = data.images[:kept], data.labels[:kept]
+    used = kept if train_images_limit is None else min(kept, train_images_limit)
+    train_images, train_labels = data.images[:used], data.labels[:used]
     labels = torch.from_numpy(train_labels)
     batch = 128
-    steps = epochs * (-(-kept // batch))
+    steps = epochs * (-(-used // batch))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
     generator = torch.Generator().manual_seed(seed)
@@ -244,7 +270,8 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
         """This epoch's view: new keys and, with augmentation, one crop and mirror per image and CutMix
         boxes, drawn once for the encrypted image and its plain image alike (the teacher sees the plain
         view)."""
-        images = torch.from_numpy(encrypted(train_images, seed=1000 * seed + epoch).astype(np.float32) / 255.0)
+        images = plain if plain_training else torch.from_numpy(
+            encrypted(train_images, seed=1000 * seed + epoch).astype(np.float32) / 255.0)
         views = torch.cat([images, plain], 1)
         if augment_images:
             views = augment(torch, views, generator)
@@ -292,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
                              "--distill; distillation_loss)")
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from weights this script wrote (with the same --invariant)")
+    parser.add_argument("--scratch", action="store_true",
+                        help="start from random weights, not the shipped plain ResNet20 (reinitialise)")
+    parser.add_argument("--plain", action="store_true",
+                        help="train on the plain images, without keys: the control for the encrypted runs")
+    parser.add_argument("--train-images", type=int, default=None, metavar="N",
+                        help="train on the first N training images only (how a gap changes with the data)")
     parser.add_argument("--holdout", type=int, default=0,
                         help="hold out the last N training images and report accuracy on them, not on the test set")
     parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (one cycle)")
@@ -300,20 +333,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="folder holding the CIFAR-10 batches")
     parser.add_argument("--out", type=Path, default=None, help="weights file to write (.npz)")
     args = parser.parse_args(argv)
-    from resnet_fhe.data import dataset_files
-
-    if not dataset_files("cifar10", "train", args.data_dir) or not dataset_files("cifar10", "test", args.data_dir):
-        parser.error("CIFAR-10 training and test batches not found (--data-dir)")
     if args.epochs < 1 or args.lr <= 0:
         parser.error("--epochs and --lr must be positive")
     if args.holdout < 0:
         parser.error("--holdout must be at least 0")
+    if args.train_images is not None and args.train_images < 1:
+        parser.error("--train-images must be positive")
     if not 0 <= args.cutmix <= 1 or (args.cutmix and not args.distill):
         parser.error("--cutmix takes a fraction in [0, 1] and needs --distill")
     if args.features < 0 or (args.features and not args.distill):
         parser.error("--features takes a weight >= 0 and needs --distill")
     if args.init is not None and not args.init.is_file():
         parser.error(f"--init {args.init}: no such file")
+    if args.plain and args.invariant:
+        parser.error("--plain with --invariant: the front gives plain and encrypted images the same features")
+    if args.scratch and args.init is not None:
+        parser.error("--scratch and --init both choose the starting weights: give one")
+    from resnet_fhe.data import dataset_files
+
+    if not dataset_files("cifar10", "train", args.data_dir) or not dataset_files("cifar10", "test", args.data_dir):
+        parser.error("CIFAR-10 training and test batches not found (--data-dir)")
 
     import torch
 
@@ -321,13 +360,14 @@ def main(argv: list[str] | None = None) -> int:
 
     model, results, prep = train(args.epochs, args.seed, args.threads, args.augment, args.lr,
                                    args.invariant, args.distill, args.holdout, args.data_dir, args.init, args.cutmix,
-                                   args.features)
+                                   args.features, args.scratch, args.plain, args.train_images)
     recipe = {"script": "bench/train_cifar_pixel.py", "dataset": "cifar10",
-              "start": str(args.init) if args.init else "weights/resnet20.npz",
+              "start": str(args.init) if args.init else "random" if args.scratch else "weights/resnet20.npz",
               "epochs": args.epochs, "augment": args.augment, "invariant": args.invariant, "distill": args.distill,
-              "cutmix": args.cutmix, "features": args.features, "holdout": args.holdout, "lr": args.lr,
+              "cutmix": args.cutmix, "features": args.features, "holdout": args.holdout,
+              "train_images": args.train_images, "lr": args.lr,
               "seed": args.seed,
-              "torch": torch.__version__, "pixel_encrypted_training": True,
+              "torch": torch.__version__, "pixel_encrypted_training": not args.plain,
               ("validation_accuracy_torch" if args.holdout else "test_accuracy_torch"): results}
     write_trained(model, (3, 32, 32), recipe, args.out, mean=prep.get("mean"), std=prep.get("std"))
     return 0

@@ -265,6 +265,29 @@ def test_feature_matching_vanishes_for_the_teacher_itself_and_grows_as_the_stude
         script.distillation_loss(torch, 4.0, 0.1, 1.0)
 
 
+def test_scratch_reinitialises_every_layer_and_plain_training_refuses_the_invariant_front(capsys):
+    """train_cifar_pixel's --scratch: reinitialise changes every convolution, linear layer and batch
+    normalisation of the shipped ResNet20 (running statistics back to 0 and 1), so a bound run starts from
+    nothing it learnt from 50,000 images; --plain with --invariant is refused before any training."""
+    from resnet_fhe.models.torch_resnet import torch_resnet_from_weights
+    from resnet_fhe.models.weights_file import load_weights
+
+    script = _bench_script("train_cifar_pixel")
+    shipped = torch_resnet_from_weights(load_weights("resnet20"))
+    fresh = torch_resnet_from_weights(load_weights("resnet20"))
+    torch.manual_seed(0)
+    script.reinitialise(torch, fresh)
+    before, after = shipped.state_dict(), fresh.state_dict()
+    for name, value in after.items():
+        if name.endswith("weight") and value.dim() > 1:
+            assert not torch.allclose(value, before[name]), name
+        elif name.endswith("running_mean") or name.endswith("running_var"):
+            assert torch.equal(value, torch.full_like(value, float(name.endswith("var")))), name
+    with pytest.raises(SystemExit):
+        script.main(["--plain", "--invariant", "--epochs", "1"])
+    assert "--plain with --invariant" in capsys.readouterr().err
+
+
 def test_cutmix_moves_one_box_between_views_alike_and_reports_the_kept_share():
     """train_cifar_pixel.cutmix: about the asked fraction of images is mixed; a mixed image differs from its
     original exactly where it equals its partner, in every stacked view alike, and the share of its own
