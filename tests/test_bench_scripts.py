@@ -191,3 +191,41 @@ def test_learned_attack_refuses_bad_arguments_before_training(tmp_path, capsys):
 
     plain = np.full((2, 1, 4, 4), 0.5)
     assert attack.psnr(plain, plain + 0.1).round(6).tolist() == [20.0, 20.0]
+
+
+def test_pixel_bound_pairs_the_runs_and_recovers_a_known_trend(tmp_path, capsys):
+    """bench/pixel_bound.py: plain and invariant --scratch runs of one size and seed pair up (other JSON,
+    an unfinished run's empty file and fine-tuned runs are left out), seeds of one size are averaged, and
+    gaps that follow 3 + 10,000 / N exactly give a = 3 and 3.2 pp at 50,000 images."""
+    bound = _script("pixel_bound")
+
+    def run(name, images, seed, plain, accuracy, start="random"):
+        field = "plain_images" if plain else "encrypted_images"
+        (tmp_path / f"{name}.json").write_text(json.dumps(
+            {"start": start, "train_images": images, "seed": seed, "pixel_encrypted_training": not plain,
+             "test_accuracy_torch": {field: accuracy}}))
+
+    for n in (5000, 10000, 20000):
+        run(f"plain-{n}", n, 0, True, 0.8)
+        run(f"invariant-{n}", n, 0, False, 0.8 - (3 + 10_000 / n) / 100)
+    run("plain-20000-seed1", 20000, 1, True, 0.9)
+    run("invariant-20000-seed1", 20000, 1, False, 0.9 - 0.045)  # with seed 0's 3.5 pp: a mean of 4 pp
+    run("invariant-orphan", 40000, 0, False, 0.5)
+    run("fine-tuned", None, 0, False, 0.86, start="weights/resnet20.npz")
+    (tmp_path / "unfinished.json").write_text("")
+    (tmp_path / "privacy.json").write_text(json.dumps({"mnist": {}}))
+    with pytest.raises(SystemExit):
+        bound.main([str(tmp_path / "nowhere")])
+    assert "no such folder" in capsys.readouterr().err
+    assert bound.main([str(tmp_path), "--json", str(tmp_path / "out" / "bound.json")]) == 0
+    result = json.loads((tmp_path / "out" / "bound.json").read_text())
+    assert [(row["train_images"], row["seed"]) for row in result["runs"]] == [(5000, 0), (10000, 0), (20000, 0),
+                                                                              (20000, 1)]
+    assert result["mean_gap_pp"] == {"5000": 5.0, "10000": 4.0, "20000": 4.0}
+    (tmp_path / "invariant-20000-seed1.json").unlink()
+    (tmp_path / "plain-20000-seed1.json").unlink()
+    bound.main([str(tmp_path), "--json", str(tmp_path / "bound.json")])
+    fits = json.loads((tmp_path / "bound.json").read_text())["fits"]
+    assert fits["a + b / N"]["a_pp"] == pytest.approx(3.0, abs=0.01)
+    assert fits["a + b / N"]["gap_at_50000_pp"] == pytest.approx(3.2, abs=0.01)
+    assert "3.2 pp at 50,000 images" in capsys.readouterr().out
