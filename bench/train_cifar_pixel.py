@@ -37,13 +37,14 @@ A fifth-session experiment, not shipped (+0.12 pp only; bench/results/privacy-20
         --features 1 --init weights/pixel-resnet20.npz --epochs 34 --lr 0.02 --threads 2 \
         --out build/pixel-resnet20-stage3.npz                                              # 86.03 %
 
-The sixth session's bound runs (bench/results/privacy-2026-12-02-f/): the same ResNet20, recipe and 20,000
-images, from random weights, on plain images and behind the key-invariant front:
+The sixth session's bound runs (bench/results/privacy-2026-12-02-f/, paired by bench/pixel_bound.py): the
+same ResNet20 and recipe from random weights, on plain images and behind the key-invariant front, on the
+first N training images (N = 5,000, 10,000 and all 20,000; at 20,000 also with --seed 1):
 
     PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --scratch --plain --augment --epochs 20 \
-        --lr 0.1 --threads 2 --out build/scratch-plain.npz
+        --lr 0.1 --train-images N --threads 2 --out build/scratch-plain-N.npz
     PYTHONPATH=. .venv-torch/bin/python bench/train_cifar_pixel.py --scratch --invariant --augment --epochs 20 \
-        --lr 0.1 --threads 2 --out build/scratch-invariant.npz
+        --lr 0.1 --train-images N --threads 2 --out build/scratch-invariant-N.npz
 """
 
 from __future__ import annotations
