@@ -134,18 +134,6 @@ def cutmix(torch, images, fraction: float, generator):
     return out, partner, kept
 
 
-def logits_of(torch, model, images, batch: int = 500):
-    """`model`'s outputs for `images` (already normalised), in eval mode, without gradients."""
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(images[first:first + batch]) for first in range(0, len(images), batch)])
-
-
-def accuracy(torch, model, images: np.ndarray, labels: np.ndarray, mean, std) -> float:
-    inputs = (torch.from_numpy(images.astype(np.float32) / 255.0) - mean) / std
-    return float((logits_of(torch, model, inputs).argmax(1).numpy() == labels).mean())
-
-
 # The ResNet stages whose outputs --features matches: layer1 (32 x 32) still describes the pixels, whose
 # brightness the scheme destroys, so only the two deeper stages are asked of the student.
 FEATURE_STAGES = ("layer2", "layer3")
@@ -165,18 +153,30 @@ def record_stages(resnet, stages=FEATURE_STAGES) -> tuple[dict, list]:
     return outputs, handles
 
 
-def teacher_targets(torch, teacher, images, stages: dict | None, batch: int = 500):
-    """The teacher's logits for `images` and, when `stages` (record_stages' dict on the teacher) is given,
-    its stage outputs after them, flattened into one row per image."""
-    teacher.eval()
+def outputs_of(torch, model, images, stages: dict | None = None, batch: int = 500):
+    """`model`'s logits for `images` (already normalised), in eval mode, without gradients, and, when
+    `stages` (record_stages' dict on `model`) is given, its stage outputs after them, flattened into one
+    row per image: the teacher's targets for distillation_loss."""
+    model.eval()
     rows = []
     with torch.no_grad():
         for first in range(0, len(images), batch):
-            parts = [teacher(images[first:first + batch])]
+            parts = [model(images[first:first + batch])]
             if stages is not None:
                 parts += [stages[name].flatten(1) for name in FEATURE_STAGES]
             rows.append(torch.cat(parts, 1))
     return torch.cat(rows)
+
+
+def accuracy(torch, model, images: np.ndarray, labels: np.ndarray, mean, std) -> float:
+    inputs = (torch.from_numpy(images.astype(np.float32) / 255.0) - mean) / std
+    return float((outputs_of(torch, model, inputs).argmax(1).numpy() == labels).mean())
+
+
+# distillation_loss's target rows: label, CutMix partner's label, share of the own label, then the
+# teacher's ten logits, then (with --features) its stage outputs.
+LABEL_COLUMNS = 3
+TEACHER_LOGITS = slice(LABEL_COLUMNS, LABEL_COLUMNS + 10)
 
 
 def distillation_loss(torch, temperature: float, label_weight: float, feature_weight: float = 0.0,
@@ -199,14 +199,14 @@ def distillation_loss(torch, temperature: float, label_weight: float, feature_we
 
     def loss(outputs, targets):
         labels, partners, share = targets[:, 0].long(), targets[:, 1].long(), targets[:, 2]
-        teacher = targets[:, 3:13]
+        teacher = targets[:, TEACHER_LOGITS]
         soft = functional.kl_div(functional.log_softmax(outputs / temperature, 1),
                                  functional.softmax(teacher / temperature, 1), reduction="batchmean")
         hard = (share * functional.cross_entropy(outputs, labels, reduction="none")
                 + (1 - share) * functional.cross_entropy(outputs, partners, reduction="none")).mean()
         total = label_weight * hard + (1 - label_weight) * temperature ** 2 * soft
         if feature_weight:
-            first = 13
+            first = TEACHER_LOGITS.stop
             for name in FEATURE_STAGES:
                 student = student_stages[name].flatten(1)
                 target = targets[:, first:first + student.shape[1]]
@@ -283,7 +283,7 @@ def train(epochs: int, seed: int, threads: int, augment_images: bool, lr: float,
         images, plain_view = views.split(3, 1)
         if teacher is None:
             return (images - mean) / std, labels
-        soft = teacher_targets(torch, teacher, (plain_view - plain_mean) / plain_std, teacher_stages)
+        soft = outputs_of(torch, teacher, (plain_view - plain_mean) / plain_std, teacher_stages)
         return (images - mean) / std, torch.cat([labels[:, None].float(), partners[:, None].float(),
                                                   share[:, None], soft], 1)
 

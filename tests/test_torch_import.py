@@ -234,7 +234,7 @@ def test_the_distillation_loss_is_the_label_loss_plus_the_teacher_divergence():
 
 
 def test_feature_matching_vanishes_for_the_teacher_itself_and_grows_as_the_student_departs():
-    """train_cifar_pixel's --features: teacher_targets lays the teacher's logits and layer2/layer3 outputs
+    """train_cifar_pixel's --features: outputs_of lays the teacher's logits and layer2/layer3 outputs
     out as distillation_loss reads them, so a student that is the teacher pays nothing for the features
     (the loss equals the logits-only loss), a changed student pays more, and asking for features without
     the student's stage outputs is refused."""
@@ -247,7 +247,7 @@ def test_feature_matching_vanishes_for_the_teacher_itself_and_grows_as_the_stude
     teacher_stages, _ = script.record_stages(teacher)
     student_stages, handles = script.record_stages(student)
     images = torch.rand(4, 3, 32, 32)
-    rows = script.teacher_targets(torch, teacher, images, teacher_stages, batch=3)
+    rows = script.outputs_of(torch, teacher, images, teacher_stages, batch=3)
     assert rows.shape == (4, 10 + 32 * 16 * 16 + 64 * 8 * 8)
     labels = torch.randint(0, 10, (4, 1)).float()
     targets = torch.cat([labels, labels, torch.ones(4, 1), rows], 1)
